@@ -1,0 +1,8 @@
+"""App config for accounts: teams, user levels and API tokens."""
+
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"

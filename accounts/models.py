@@ -1,0 +1,74 @@
+"""Teams, user profiles (level and team) and hashed, expiring API tokens."""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Level(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    LEAD = "lead", "Lead"
+    RESEARCHER = "researcher", "Researcher"
+    VIEWER = "viewer", "Viewer"
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Profile(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    level = models.CharField(max_length=16, choices=Level.choices, default=Level.RESEARCHER)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.level})"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self, now=None):
+        now = now or timezone.now()
+        return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+
+
+class ApiToken(models.Model):
+    """An API token. Only its SHA-256 digest is stored; the key is shown once, when it is made."""
+
+    PREFIX = "gpuq_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, default="default")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(max_length=12, editable=False, help_text="The first characters of the key.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ({self.user}, {self.name})"
+
+    @classmethod
+    def issue(cls, *, user, name: str = "default", expires_at=None) -> tuple["ApiToken", str]:
+        """Create a token; return it with its plain key, which is not stored anywhere."""
+        key = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, digest=_digest(key), hint=key[:12], expires_at=expires_at
+        )
+        return token, key
+
+    @classmethod
+    def find(cls, key: str):
+        """The active token for a plain key, or None."""
+        return cls.objects.active().select_related("user").filter(digest=_digest(key)).first()

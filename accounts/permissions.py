@@ -1,0 +1,38 @@
+"""Who may do what: levels, priority ceilings, raw commands, and which jobs a user sees and acts on."""
+
+from django.conf import settings
+
+from accounts.models import Level, Profile
+
+# Default and ceiling of the priority a user may ask for, by level (DESIGN.md vocabulary).
+LEVEL_PRIORITY = {Level.ADMIN: 30, Level.LEAD: 20, Level.RESEARCHER: 10, Level.VIEWER: 0}
+LEVEL_PRIORITY.update(getattr(settings, "GPUQ_LEVEL_PRIORITY", {}))
+
+
+def level_of(user) -> str:
+    if user.is_superuser:
+        return Level.ADMIN
+    profile = Profile.objects.filter(user=user).only("level").first()
+    return profile.level if profile else Level.RESEARCHER
+
+
+def team_of(user):
+    profile = Profile.objects.filter(user=user).select_related("team").first()
+    return profile.team if profile else None
+
+
+def is_admin(user) -> bool:
+    return user.is_superuser or level_of(user) == Level.ADMIN
+
+
+def can_submit(user) -> bool:
+    return user.is_active and level_of(user) != Level.VIEWER
+
+
+def can_submit_raw(user) -> bool:
+    """Raw argv needs the `scheduling.submit_raw_command` permission; admins hold it."""
+    return is_admin(user) or user.has_perm("scheduling.submit_raw_command")
+
+
+def priority_ceiling(user) -> int:
+    return LEVEL_PRIORITY[level_of(user)]

@@ -1,0 +1,39 @@
+"""Admin for nodes, GPUs and allocations."""
+
+from django.contrib import admin
+
+from gpus.models import Allocation, Gpu, Node
+
+
+class GpuInline(admin.TabularInline):
+    model = Gpu
+    extra = 0
+    fields = ["index", "model_name", "memory_mb", "uuid", "simulated", "healthy"]
+    readonly_fields = ["index", "model_name", "memory_mb", "uuid", "simulated"]
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "backend", "heartbeat_at", "registered_at"]
+    list_filter = ["status", "backend"]
+    search_fields = ["name"]
+    readonly_fields = ["backend", "boot_id", "heartbeat_at", "registered_at"]
+    inlines = [GpuInline]
+
+
+@admin.register(Gpu)
+class GpuAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "node", "index", "model_name", "memory_mb", "simulated", "healthy"]
+    list_filter = ["node", "simulated", "healthy"]
+    search_fields = ["uuid", "model_name", "node__name"]
+
+
+@admin.register(Allocation)
+class AllocationAdmin(admin.ModelAdmin):
+    list_display = ["gpu", "job", "attempt", "allocated_at", "released_at"]
+    list_filter = ["gpu__node"]
+    list_select_related = ["gpu__node", "job"]
+    readonly_fields = ["gpu", "job", "attempt", "allocated_at", "released_at"]
+
+    def has_add_permission(self, request):
+        return False

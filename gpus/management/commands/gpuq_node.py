@@ -1,0 +1,70 @@
+"""Run this machine's node: register its GPUs, reconcile, run its executor cluster, tick and reap."""
+
+import logging
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+
+from gpus import inventory
+from gpus.services import node_heartbeat, node_register
+from scheduling import procs, supervise
+from scheduling.reaper import reap, reconcile_node
+from scheduling.tick import tick
+
+log = logging.getLogger("gpuq.node")
+
+
+def parse_labels(text: str) -> dict:
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--labels: {item!r} is not KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", default=None, help="node name (default: GPUQ_NODE_NAME, the host name)")
+        parser.add_argument("--labels", default="", help="KEY=VALUE,… labels jobs can ask for")
+
+    def handle(self, *args, name=None, labels="", **options):
+        name = name or settings.GPUQ_NODE_NAME
+        backend, gpus = inventory.detect(node_name=name)
+        node = node_register(
+            name=name, backend=backend, gpus=gpus, labels=parse_labels(labels), boot_id=procs.boot_id()
+        )
+        simulated = " (simulated)" if backend == "declared" else ""
+        self.stdout.write(f"node {name}: {len(gpus)} GPU(s) from {backend}{simulated}", ending="\n")
+        self.stdout.flush()
+        reconcile_node(name)
+        flag = supervise.StopFlag()
+        cluster_env = {"Q_CLUSTER_NAME": node.queue_name, "GPUQ_EXECUTOR_WORKERS": str(max(1, len(gpus)))}
+        cluster = supervise.manage_py("qcluster", env=cluster_env)
+        try:
+            while not flag.stopping:
+                try:
+                    node_heartbeat(node=node)
+                    reap()
+                    tick()
+                except Exception:
+                    log.exception("node %s: periodic step failed; retrying next period", name)
+                finally:
+                    close_old_connections()
+                if cluster.poll() is not None:
+                    log.error(
+                        "node %s: executor cluster exited (%s); restarting it", name, cluster.returncode
+                    )
+                    reconcile_node(name)
+                    cluster = supervise.manage_py("qcluster", env=cluster_env)
+                flag.sleep(settings.GPUQ_TICK_SECONDS)
+        finally:
+            # django-q2 waits without limit for running tasks on SIGINT/SIGTERM: bound it ourselves.
+            supervise.stop([cluster], grace=5.0)
+            # The executors are gone with their jobs (their children die with them): requeue now.
+            reconcile_node(name)
+        self.stdout.write(f"node {name}: stopped")

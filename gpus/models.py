@@ -1,0 +1,78 @@
+"""Nodes, their GPUs, and allocations of GPUs to jobs (at most one active allocation per GPU)."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class NodeStatus(models.TextChoices):
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+    DRAINING = "draining", "Draining"
+
+
+class Node(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    labels = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=NodeStatus.choices, default=NodeStatus.ONLINE)
+    backend = models.CharField(max_length=16, default="declared", help_text="nvml or declared")
+    boot_id = models.CharField(max_length=64, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    registered_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue_name(self) -> str:
+        """The django-q2 queue this node's executor cluster consumes."""
+        return queue_name_for(self.name)
+
+
+def queue_name_for(node_name: str) -> str:
+    return f"node-{node_name}"
+
+
+class Gpu(models.Model):
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus")
+    index = models.PositiveIntegerField()
+    uuid = models.CharField(max_length=100, blank=True, default="")
+    model_name = models.CharField(max_length=100, blank=True, default="")
+    memory_mb = models.PositiveIntegerField(default=0)
+    simulated = models.BooleanField(default=False)
+    healthy = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["node__name", "index"]
+        constraints = [models.UniqueConstraint(fields=["node", "index"], name="gpu_unique_index_per_node")]
+
+    def __str__(self) -> str:
+        kind = " (simulated)" if self.simulated else ""
+        return f"{self.node.name}:{self.index} {self.model_name}{kind}"
+
+
+class AllocationQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(released_at__isnull=True)
+
+
+class Allocation(models.Model):
+    """A GPU given to one attempt of a job. Active while `released_at` is empty."""
+
+    gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="allocations")
+    job = models.ForeignKey("scheduling.Job", on_delete=models.CASCADE, related_name="allocations")
+    attempt = models.PositiveIntegerField()
+    allocated_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AllocationQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # The database itself forbids a GPU held twice.
+            models.UniqueConstraint(
+                fields=["gpu"], condition=models.Q(released_at__isnull=True), name="gpu_one_active_allocation"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gpu} → job {self.job_id}"

@@ -1,0 +1,168 @@
+"""gpuq settings: every value comes from the environment, with defaults for the embedded deployment."""
+
+import socket
+from pathlib import Path
+
+import dj_database_url
+
+from queueproject.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("GPUQ_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", False)
+# The development secret only ever signs sessions of the embedded default; set SECRET_KEY in production.
+SECRET_KEY = env_str("SECRET_KEY", "gpuq-embedded-development-secret-change-me-in-production")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "accounts",
+    "gpus",
+    "scheduling",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "queueproject.urls"
+ASGI_APPLICATION = "queueproject.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL (PostgreSQL in production); SQLite in the data folder by default.
+SQLITE_PATH = DATA_DIR / "gpuq.sqlite3"
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers work while one writer writes; IMMEDIATE takes the write lock at BEGIN so two
+    # writers queue on the busy timeout instead of failing with "database is locked" mid-transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests that start real processes need a database file those processes can open.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-gpuq.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.HashedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "scheduling.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "gpuq API",
+    "DESCRIPTION": "Submit, watch and steer GPU jobs.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # served by gpuq itself: no CDN needed
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# --- gpuq's own settings (each documented in the README) ---
+GPUQ_NODE_NAME = env_str("GPUQ_NODE_NAME", socket.gethostname().split(".")[0] or "local")
+GPUQ_INVENTORY = env_str("GPUQ_INVENTORY", "auto")  # auto | nvml | declared
+GPUQ_DECLARED_GPUS = env_str("GPUQ_DECLARED_GPUS", "2x24GB")
+GPUQ_LOG_DIR = Path(env_str("GPUQ_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
+# Serve /static/ from the app itself (fine for the embedded default; use a web server at scale).
+GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
+GPUQ_KILL_GRACE_SECONDS = env_float("GPUQ_KILL_GRACE_SECONDS", 10.0)
+GPUQ_HEARTBEAT_SECONDS = env_float("GPUQ_HEARTBEAT_SECONDS", 2.0, minimum=0.05)
+GPUQ_LEASE_SECONDS = env_float("GPUQ_LEASE_SECONDS", 30.0, minimum=0.5)
+GPUQ_TICK_SECONDS = env_float("GPUQ_TICK_SECONDS", 5.0, minimum=0.1)
+GPUQ_CANCEL_POLL_SECONDS = env_float("GPUQ_CANCEL_POLL_SECONDS", 0.25, minimum=0.01)
+GPUQ_DEFAULT_MAX_ATTEMPTS = env_int("GPUQ_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
+GPUQ_JOB_ENV_PASSTHROUGH = env_list(
+    "GPUQ_JOB_ENV_PASSTHROUGH", ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
+)
+
+# --- django-q2 ---
+# Each node's executor cluster consumes the queue named after the node (Q_CLUSTER_NAME, set only by the
+# node process). Settings follow DESIGN.md's pitfalls: no broker redelivery, no task retry, one task
+# prefetched, in effect no timeout (gpuq enforces time limits itself; a timeout of years below `retry`
+# keeps django-q2 from warning that a missing timeout could outlast the retry).
+Q_CLUSTER = {
+    "name": env_str("GPUQ_Q_NAME", "gpuq"),
+    "orm": "default",
+    "workers": env_int("GPUQ_EXECUTOR_WORKERS", 2, minimum=1),
+    "queue_limit": 1,
+    "timeout": 9 * 365 * 24 * 3600,
+    "retry": 10 * 365 * 24 * 3600,
+    "ack_failures": True,
+    "max_attempts": 1,
+    "poll": env_float("GPUQ_Q_POLL_SECONDS", 0.05, minimum=0.01),
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Tasks",
+    "ALT_CLUSTERS": {},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "gpuq": {"handlers": ["console"], "level": env_str("GPUQ_LOG_LEVEL", "INFO"), "propagate": False},
+        "django_q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

@@ -1,0 +1,19 @@
+"""Map service errors to HTTP: invalid input 400 (naming the field), forbidden 403, conflict 409."""
+
+from django.core.exceptions import ValidationError
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from scheduling.transitions import InvalidTransition, TransitionConflict
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ValidationError):
+        body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, InvalidTransition):
+        return Response({"status": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, TransitionConflict):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    return drf_exception_handler(exc, context)

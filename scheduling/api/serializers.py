@@ -1,0 +1,132 @@
+"""Input and output shapes of the jobs API."""
+
+from rest_framework import serializers
+
+from scheduling.models import Job, JobStateTransition, JobTemplate
+
+
+class JobSubmitIn(serializers.Serializer):
+    template = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=JobTemplate.objects.all(),
+        required=False,
+        help_text="Name of a job template; give `params` with it.",
+    )
+    params = serializers.JSONField(required=False, help_text="Template parameters (checked by its schema).")
+    argv = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False),
+        required=False,
+        allow_empty=False,
+        help_text="A raw command as a list of arguments, run without a shell (needs permission).",
+    )
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    env = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False
+    )
+    gpu_count = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    priority = serializers.IntegerField(min_value=-1000, max_value=1000, required=False)
+    time_limit_seconds = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_attempts = serializers.IntegerField(min_value=1, max_value=100, required=False)
+
+    def validate(self, data):
+        if ("template" in data) == ("argv" in data):
+            raise serializers.ValidationError({"template": "give either a template (with params) or an argv"})
+        if "params" in data and not isinstance(data["params"], dict):
+            raise serializers.ValidationError({"params": "must be an object"})
+        return data
+
+
+class TransitionOut(serializers.ModelSerializer):
+    by = serializers.CharField(source="triggered_by.username", default=None)
+
+    class Meta:
+        model = JobStateTransition
+        fields = ["id", "from_status", "to_status", "attempt", "at", "by", "reason"]
+
+
+class JobOut(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username")
+    template = serializers.CharField(source="template.name", default=None)
+    node = serializers.CharField(source="node.name", default=None)
+    cancel_requested = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "owner",
+            "template",
+            "params",
+            "argv",
+            "env",
+            "gpu_count",
+            "priority",
+            "status",
+            "wait_reason",
+            "wait_detail",
+            "attempt",
+            "max_attempts",
+            "time_limit_seconds",
+            "submitted_at",
+            "started_at",
+            "finished_at",
+            "exit_code",
+            "error",
+            "progress",
+            "node",
+            "gpu_indices",
+            "cancel_requested",
+        ]
+
+    def get_cancel_requested(self, job) -> bool:
+        return job.cancel_requested_at is not None
+
+
+class JobDetailOut(JobOut):
+    transitions = TransitionOut(many=True, read_only=True)
+
+    class Meta(JobOut.Meta):
+        fields = [*JobOut.Meta.fields, "transitions"]
+
+
+class QueueJobOut(serializers.Serializer):
+    """What everyone may see of a queued job: no argv, no environment."""
+
+    id = serializers.IntegerField(source="job.id")
+    name = serializers.CharField(source="job.name")
+    owner = serializers.CharField(source="job.owner.username")
+    status = serializers.CharField(source="job.status")
+    priority = serializers.IntegerField(source="job.priority")
+    gpu_count = serializers.IntegerField(source="job.gpu_count")
+    position = serializers.IntegerField(allow_null=True)
+    wait_reason = serializers.CharField(source="job.wait_reason")
+    wait_detail = serializers.CharField(source="job.wait_detail")
+    node = serializers.CharField(source="job.node.name", default=None)
+    gpu_indices = serializers.ListField(source="job.gpu_indices", child=serializers.IntegerField())
+    submitted_at = serializers.DateTimeField(source="job.submitted_at")
+    started_at = serializers.DateTimeField(source="job.started_at", allow_null=True)
+
+
+class QueueOut(serializers.Serializer):
+    running = QueueJobOut(many=True)
+    pending = QueueJobOut(many=True)
+
+
+class TemplateOut(serializers.ModelSerializer):
+    class Meta:
+        model = JobTemplate
+        fields = [
+            "name",
+            "description",
+            "argv_template",
+            "params_schema",
+            "default_gpu_count",
+            "default_time_limit_seconds",
+        ]
+
+
+class LogOut(serializers.Serializer):
+    job = serializers.IntegerField()
+    lines = serializers.ListField(child=serializers.CharField())
+    truncated = serializers.BooleanField()

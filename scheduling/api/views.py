@@ -1,0 +1,102 @@
+"""REST API views: each parses, authorizes, calls one service or selector, and renders."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scheduling import logs, selectors, services
+from scheduling.api.serializers import (
+    JobDetailOut,
+    JobOut,
+    JobSubmitIn,
+    LogOut,
+    QueueOut,
+    TemplateOut,
+)
+from scheduling.models import JobTemplate
+from scheduling.states import Status
+
+
+class JobListCreate(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, many=True, description="filter; repeat or comma-separate"),
+            OpenApiParameter("owner", str, description="username (admins see everyone's jobs)"),
+        ],
+        responses=JobOut(many=True),
+    )
+    def get(self, request):
+        jobs = selectors.visible_jobs(request.user).order_by("-id")
+        statuses = [s for value in request.query_params.getlist("status") for s in value.split(",") if s]
+        unknown = sorted(set(statuses) - set(Status.values))
+        if unknown:
+            return Response(
+                {"status": [f"unknown status {', '.join(unknown)}; one of {', '.join(Status.values)}"]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if statuses:
+            jobs = jobs.filter(status__in=statuses)
+        if owner := request.query_params.get("owner"):
+            jobs = jobs.filter(owner__username=owner)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobOut(page, many=True).data)
+
+    @extend_schema(request=JobSubmitIn, responses={201: JobDetailOut})
+    def post(self, request):
+        data = JobSubmitIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.job_submit(user=request.user, **data.validated_data)
+        job.refresh_from_db()
+        return Response(JobDetailOut(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetail(APIView):
+    @extend_schema(responses=JobDetailOut)
+    def get(self, request, job_id: int):
+        job = get_object_or_404(
+            selectors.visible_jobs(request.user).prefetch_related("transitions__triggered_by"), pk=job_id
+        )
+        return Response(JobDetailOut(job).data)
+
+
+class JobCancel(APIView):
+    @extend_schema(request=None, responses={200: JobOut, 202: JobOut})
+    def post(self, request, job_id: int):
+        job = get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
+        job = services.job_cancel(job=job, user=request.user, reason=request.data.get("reason", "") or "")
+        # 202: a running job has been asked to stop and will end `cancelled` once its processes are gone.
+        code = status.HTTP_202_ACCEPTED if job.status == Status.RUNNING else status.HTTP_200_OK
+        return Response(JobOut(job).data, status=code)
+
+
+class JobLog(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("lines", int, description="how many (default 100, max 10000)")],
+        responses=LogOut,
+    )
+    def get(self, request, job_id: int):
+        job = get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
+        raw = request.query_params.get("lines", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+            return Response({"lines": ["a whole number from 1 to 10000"]}, status=status.HTTP_400_BAD_REQUEST)
+        lines, truncated = logs.tail(job.log_path, int(raw))
+        return Response({"job": job.pk, "lines": lines, "truncated": truncated})
+
+
+class Queue(APIView):
+    @extend_schema(responses=QueueOut)
+    def get(self, request):
+        running, pending = selectors.queue()
+        return Response(QueueOut({"running": running, "pending": pending}).data)
+
+
+class TemplateList(APIView):
+    @extend_schema(responses=TemplateOut(many=True))
+    def get(self, request):
+        return Response(
+            TemplateOut(JobTemplate.objects.filter(enabled=True).order_by("name"), many=True).data
+        )

@@ -1,0 +1,227 @@
+"""The executor: the django-q2 task that runs one attempt of a job on its node's GPUs.
+
+It claims the attempt by compare-and-set (dispatched → running, fenced by the attempt's lease token),
+so a duplicate delivery runs nothing. The job's argv runs without a shell in its own process group,
+with an allow-listed environment. A monitor loop heartbeats, reads progress, honours cancel requests and
+the time limit, and kills the child's group if the lease is lost. The outcome is recorded by one
+transition that also releases the GPUs and requests the next tick.
+"""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from scheduling import procs
+from scheduling.models import Job
+from scheduling.states import Status
+from scheduling.transitions import InvalidTransition, TransitionConflict, transition
+
+log = logging.getLogger("gpuq.executor")
+
+
+def job_dir(job_id: int) -> Path:
+    return settings.DATA_DIR / "jobs" / str(job_id)
+
+
+def job_environment(job: Job) -> dict[str, str]:
+    """The child's environment: an allow-list of the parent's, the job's own, then gpuq's variables.
+
+    Nothing else of the parent passes, so the server's secrets (SECRET_KEY, DATABASE_URL) never do.
+    """
+    env = {name: os.environ[name] for name in settings.GPUQ_JOB_ENV_PASSTHROUGH if name in os.environ}
+    env.update({str(k): str(v) for k, v in (job.env or {}).items()})
+    env.update(
+        {
+            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in job.gpu_indices),
+            "GPUQ_JOB_ID": str(job.pk),
+            "GPUQ_ATTEMPT": str(job.attempt),
+            "GPUQ_PROGRESS_FILE": str(job_dir(job.pk) / "progress.json"),
+            "PYTHONUNBUFFERED": env.get("PYTHONUNBUFFERED", "1"),
+        }
+    )
+    return env
+
+
+@dataclass
+class Outcome:
+    status: Status
+    reason: str
+    exit_code: int | None = None
+    error: str = ""
+    by_id: int | None = None  # the user who asked for this outcome (cancel)
+
+
+def run_job(job_id: int, token: str) -> str:
+    """django-q2 entry point. Returns a short word for django-q2's task record."""
+    close_old_connections()
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return "gone"
+    now = timezone.now()
+    try:
+        transition(
+            job,
+            Status.RUNNING,
+            token=token,
+            reason="executor started",
+            started_at=now,
+            heartbeat_at=now,
+            boot_id=procs.boot_id(),
+        )
+    except (TransitionConflict, InvalidTransition):
+        log.info("job %s: attempt token %s is not dispatched any more; nothing to run", job_id, token[:8])
+        return "skipped"
+    return Execution(job, token).run()
+
+
+class Execution:
+    def __init__(self, job: Job, token: str):
+        self.job = job
+        self.token = token
+        self.lease_lost = False
+
+    def run(self) -> str:
+        job = self.job
+        job_dir(job.pk).mkdir(parents=True, exist_ok=True)
+        settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log_path = settings.GPUQ_LOG_DIR / f"job-{job.pk}.log"
+        Job.objects.filter(pk=job.pk, lease_token=self.token).update(log_path=str(log_path))
+        with open(log_path, "ab", buffering=0) as log_file:
+            log_file.write(f"=== gpuq: attempt {job.attempt} on GPU {job.gpu_indices} ===\n".encode())
+            try:
+                child = subprocess.Popen(
+                    job.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=job_environment(job),
+                    cwd=job_dir(job.pk),
+                    start_new_session=True,  # own process group: signals reach the job's children too
+                    preexec_fn=procs.die_with_parent,
+                    close_fds=True,
+                )
+            except OSError as error:
+                log_file.write(f"=== gpuq: could not start: {error} ===\n".encode())
+                return self._finish(
+                    Outcome(Status.FAILED, "could not start", error=f"could not start: {error}")
+                )
+            try:
+                Job.objects.filter(pk=job.pk, lease_token=self.token).update(
+                    pid=child.pid, pid_start_time=procs.start_time(child.pid)
+                )
+                outcome = self._monitor(child)
+            finally:
+                # Whatever happened, leave no process of this job behind (graceful stops came earlier).
+                procs.signal_group(child.pid, signal.SIGKILL)
+                child.wait()
+            log_file.write(f"=== gpuq: {outcome.status} ({outcome.reason}) ===\n".encode())
+        return self._finish(outcome)
+
+    def _monitor(self, child: subprocess.Popen) -> Outcome:
+        job = self.job
+        grace = settings.GPUQ_KILL_GRACE_SECONDS
+        started = time.monotonic()
+        next_heartbeat = started + settings.GPUQ_HEARTBEAT_SECONDS
+        next_check = started + settings.GPUQ_CANCEL_POLL_SECONDS
+        last_contact = started
+        while True:
+            code = child.poll()
+            if code is not None:
+                if code == 0:
+                    return Outcome(Status.COMPLETED, "exit code 0", exit_code=0)
+                return Outcome(Status.FAILED, f"exit code {code}", exit_code=code, error=f"exit code {code}")
+            now = time.monotonic()
+            if job.time_limit_seconds and now - started > job.time_limit_seconds:
+                procs.stop_group(child.pid, grace, poll=child.poll)
+                return Outcome(
+                    Status.FAILED,
+                    "time_limit",
+                    exit_code=child.poll(),
+                    error=f"time limit of {job.time_limit_seconds} s reached",
+                )
+            try:
+                if now >= next_check:
+                    next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
+                    row = (
+                        Job.objects.filter(pk=job.pk)
+                        .values("lease_token", "status", "cancel_requested_at", "cancel_requested_by")
+                        .first()
+                    )
+                    if row is None or row["lease_token"] != self.token or row["status"] != Status.RUNNING:
+                        return self._lose_lease(child)
+                    if row["cancel_requested_at"] is not None:
+                        procs.stop_group(child.pid, grace, poll=child.poll)
+                        return Outcome(
+                            Status.CANCELLED,
+                            "cancelled",
+                            exit_code=child.poll(),
+                            by_id=row["cancel_requested_by"],
+                        )
+                if now >= next_heartbeat:
+                    next_heartbeat = now + settings.GPUQ_HEARTBEAT_SECONDS
+                    if not self._heartbeat():
+                        return self._lose_lease(child)
+                    last_contact = now
+            except DatabaseError as error:
+                # Self-fencing: after a whole lease without reaching the database, the reaper may
+                # already have given the job to another attempt, so this one must stop.
+                log.warning("job %s: database unreachable (%s)", job.pk, error)
+                if now - last_contact > settings.GPUQ_LEASE_SECONDS:
+                    return self._lose_lease(child)
+            time.sleep(0.05)
+
+    def _heartbeat(self) -> bool:
+        """Renew the lease; False when this attempt no longer holds it (fenced by the token)."""
+        updates = {"heartbeat_at": timezone.now()}
+        progress = self._read_progress()
+        if progress is not None:
+            updates["progress"] = progress
+        return (
+            Job.objects.filter(pk=self.job.pk, lease_token=self.token, status=Status.RUNNING).update(
+                **updates
+            )
+            == 1
+        )
+
+    def _read_progress(self) -> dict | None:
+        path = job_dir(self.job.pk) / "progress.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else {"value": data}
+
+    def _lose_lease(self, child: subprocess.Popen) -> Outcome:
+        log.warning(
+            "job %s: attempt %s lost its lease; stopping its processes", self.job.pk, self.job.attempt
+        )
+        self.lease_lost = True
+        procs.stop_group(child.pid, settings.GPUQ_KILL_GRACE_SECONDS, poll=child.poll)
+        return Outcome(Status.FAILED, "lease lost")
+
+    def _finish(self, outcome: Outcome) -> str:
+        if self.lease_lost:
+            return "lease lost"  # someone else owns the job now; this attempt may change nothing
+        progress = self._read_progress()
+        fields = {"exit_code": outcome.exit_code, "error": outcome.error, "pid": None}
+        if progress is not None:
+            fields["progress"] = progress
+        try:
+            by = get_user_model().objects.filter(pk=outcome.by_id).first() if outcome.by_id else None
+            transition(self.job, outcome.status, by=by, token=self.token, reason=outcome.reason, **fields)
+        except (TransitionConflict, InvalidTransition):
+            log.warning(
+                "job %s: outcome %s not recorded: the lease changed hands", self.job.pk, outcome.status
+            )
+            return "lease lost"
+        return str(outcome.status)

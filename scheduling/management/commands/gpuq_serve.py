@@ -1,0 +1,34 @@
+"""Migrate, make sure an admin and a token exist, then run the web server and this node together."""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from scheduling import supervise
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-node", action="store_true", help="serve only; nodes run elsewhere")
+
+    def handle(self, *args, host, port, no_node, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("gpuq_bootstrap", url=f"http://{host}:{port}/")
+        flag = supervise.StopFlag()
+        children = [supervise.manage_py("gpuq_web", "--host", host, "--port", str(port))]
+        if not no_node:
+            children.append(supervise.manage_py("gpuq_node"))
+        try:
+            while not flag.stopping:
+                if any(child.poll() is not None for child in children):
+                    self.stderr.write("a gpuq process exited; stopping the others")
+                    break
+                flag.sleep(0.5)
+        finally:
+            self.stdout.write("stopping gpuq…")
+            supervise.stop(children, grace=settings.GPUQ_KILL_GRACE_SECONDS + 5)
+        self.stdout.write("gpuq stopped")

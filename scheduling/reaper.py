@@ -1,0 +1,82 @@
+"""Rescue by lease: jobs whose executor stopped heartbeating are stopped for sure, then requeued or failed.
+
+Rescue is by heartbeat, never by elapsed time alone. Before a job is requeued its old process must be
+gone: on this machine we check and kill it by (boot id, pid, start time); a process recorded under
+another boot id died with that boot.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from scheduling import procs
+from scheduling.models import Job
+from scheduling.states import HOLDS_GPUS, Status
+from scheduling.transitions import InvalidTransition, TransitionConflict, transition
+
+log = logging.getLogger("gpuq.reaper")
+
+
+def reap(now: datetime | None = None) -> int:
+    """Recover every dispatched or running job whose lease expired. Returns how many were recovered."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.GPUQ_LEASE_SECONDS)
+    stale = Job.objects.filter(status__in=HOLDS_GPUS, heartbeat_at__lt=cutoff)
+    return sum(
+        recover(
+            job,
+            reason=f"executor lost: no heartbeat for {settings.GPUQ_LEASE_SECONDS:g} s",
+            stale_before=cutoff,
+        )
+        for job in stale
+    )
+
+
+def reconcile_node(node_name: str) -> int:
+    """At node start-up: no executor of this node is running yet, so any job the database shows as
+    dispatched or running here whose process is gone is recovered now rather than after a lease.
+
+    A job whose process is still alive with a fresh heartbeat belongs to an executor that outlived its
+    cluster; it is left alone and finishes (or is reaped when its heartbeat stops).
+    """
+    recovered = 0
+    fresh_after = timezone.now() - timedelta(seconds=settings.GPUQ_LEASE_SECONDS)
+    for job in Job.objects.filter(status__in=HOLDS_GPUS, node__name=node_name):
+        alive = procs.is_same_process(job.pid, job.pid_start_time, job.boot_id)
+        if alive and job.heartbeat_at and job.heartbeat_at >= fresh_after:
+            continue
+        recovered += recover(job, reason="node restarted: its executor is gone")
+    return recovered
+
+
+def recover(job: Job, *, reason: str, stale_before: datetime | None = None) -> bool:
+    """Stop what is left of the job's attempt, then requeue it (attempt + 1) or fail it.
+
+    The compare-and-set holds the attempt's token (and, for the reaper, the stale heartbeat), so an
+    executor that finished or heartbeated meanwhile wins and nothing happens here.
+    """
+    if procs.is_same_process(job.pid, job.pid_start_time, job.boot_id):
+        log.warning("job %s: stopping the orphaned process %s", job.pk, job.pid)
+        procs.stop_group(job.pid, settings.GPUQ_KILL_GRACE_SECONDS)
+    guard = Q(heartbeat_at__lt=stale_before) if stale_before else None
+    common = {"token": job.lease_token, "guard": guard, "pid": None, "lease_token": ""}
+    try:
+        if job.cancel_requested_at is not None:
+            transition(job, Status.CANCELLED, reason=f"cancelled ({reason})", **common)
+        elif job.attempt < job.max_attempts:
+            transition(job, Status.PENDING, reason=reason, attempt=job.attempt + 1, started_at=None, **common)
+        else:
+            transition(
+                job,
+                Status.FAILED,
+                reason=f"{reason}; attempts spent ({job.attempt}/{job.max_attempts})",
+                error=reason,
+                **common,
+            )
+    except (TransitionConflict, InvalidTransition):
+        return False
+    log.warning("job %s: recovered (%s)", job.pk, reason)
+    return True

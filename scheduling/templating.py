@@ -1,0 +1,65 @@
+"""Fill a template's argv from parameters: each placeholder becomes text inside one argv element."""
+
+import string
+from typing import Any
+
+import jsonschema
+from django.core.exceptions import ValidationError
+
+_FORMATTER = string.Formatter()
+
+
+def placeholders(argv_template: list[str]) -> set[str]:
+    names = set()
+    for element in argv_template:
+        for _, name, spec, conversion in _FORMATTER.parse(element):
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                raise ValidationError(
+                    {"argv_template": f"{{{name}}}: placeholders are plain names like {{lr}}"}
+                )
+            names.add(name)
+    return names
+
+
+def check_template(argv_template: Any, params_schema: Any) -> None:
+    """Raise ValidationError unless the argv template and the schema are well formed."""
+    if (
+        not isinstance(argv_template, list)
+        or not argv_template
+        or not all(isinstance(element, str) for element in argv_template)
+    ):
+        raise ValidationError({"argv_template": "must be a non-empty list of strings"})
+    placeholders(argv_template)
+    try:
+        jsonschema.Draft202012Validator.check_schema(params_schema or {})
+    except jsonschema.SchemaError as error:
+        raise ValidationError({"params_schema": f"not a valid JSON schema: {error.message}"}) from None
+
+
+def render_argv(argv_template: list[str], params_schema: dict, params: dict) -> list[str]:
+    """Validate `params` against the schema and return the argv with placeholders filled."""
+    if not isinstance(params, dict):
+        raise ValidationError({"params": "must be an object"})
+    validator = jsonschema.Draft202012Validator(params_schema or {})
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ValidationError(
+            {"params": [f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors]}
+        )
+    missing = sorted(placeholders(argv_template) - params.keys())
+    if missing:
+        raise ValidationError({"params": [f"{name}: required by the template" for name in missing]})
+    rendered = []
+    for element in argv_template:
+        pieces = []
+        for literal, name, _, _ in _FORMATTER.parse(element):
+            pieces.append(literal)
+            if name is not None:
+                value = params[name]
+                if isinstance(value, (dict, list)):
+                    raise ValidationError({"params": f"{name}: must be a string, number or boolean"})
+                pieces.append(str(value))
+        rendered.append("".join(pieces))
+    return rendered

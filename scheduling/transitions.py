@@ -1,0 +1,82 @@
+"""The one door for job status: `transition()` is the only code that changes `Job.status`."""
+
+import logging
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from gpus.models import Allocation
+from scheduling import events
+from scheduling.models import Job, JobStateTransition
+from scheduling.states import HOLDS_GPUS, TERMINAL, Status, is_allowed
+
+log = logging.getLogger("gpuq.transitions")
+
+
+class InvalidTransition(Exception):
+    """The state machine forbids this change (API: 400)."""
+
+
+class TransitionConflict(Exception):
+    """The job moved under us, or its lease changed hands (API: 409)."""
+
+
+def transition(
+    job: Job,
+    to: Status,
+    *,
+    by=None,
+    reason: str = "",
+    token: str | None = None,
+    guard: Q | None = None,
+    **fields,
+) -> Job:
+    """Move `job` from the status it holds to `to`, by compare-and-set, and log it.
+
+    `token` fences the change to the attempt holding that lease; `guard` adds any other condition the
+    row must still meet. Leaving dispatched/running releases the job's GPUs in the same transaction.
+    After commit, a tick is requested when the change can let a job start. Raises InvalidTransition
+    when the table forbids the change and TransitionConflict when the row no longer matches.
+    """
+    from_status = Status(job.status)
+    if not is_allowed(from_status, to):
+        raise InvalidTransition(f"job {job.pk}: {from_status} → {to} is not allowed")
+    now = timezone.now()
+    updates = {"status": to, "updated_at": now, **fields}
+    if to in TERMINAL:
+        updates.setdefault("finished_at", now)
+    with transaction.atomic():
+        rows = Job.objects.filter(pk=job.pk, status=from_status)
+        if token is not None:
+            rows = rows.filter(lease_token=token)
+        if guard is not None:
+            rows = rows.filter(guard)
+        if rows.update(**updates) != 1:
+            raise TransitionConflict(f"job {job.pk} is no longer {from_status} (or its lease changed)")
+        JobStateTransition.objects.create(
+            job_id=job.pk,
+            from_status=from_status,
+            to_status=to,
+            attempt=updates.get("attempt", job.attempt),
+            at=now,
+            triggered_by=by,
+            reason=reason[:500],
+        )
+        if from_status in HOLDS_GPUS and to not in HOLDS_GPUS:
+            Allocation.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=now)
+        if to == Status.PENDING or (from_status in HOLDS_GPUS and to not in HOLDS_GPUS):
+            events.request_tick()
+    for name, value in updates.items():
+        setattr(job, name, value)
+    log.info("job %s: %s → %s%s", job.pk, from_status, to, f" ({reason})" if reason else "")
+    return job
+
+
+def record_creation(job: Job, *, by=None, reason: str = "submitted") -> None:
+    """Log the first status of a new job (the one status not reached by a transition)."""
+    JobStateTransition.objects.create(
+        job=job, from_status="", to_status=job.status, attempt=job.attempt, triggered_by=by, reason=reason
+    )
+    if job.status == Status.PENDING:
+        events.request_tick()
