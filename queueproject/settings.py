@@ -153,6 +153,7 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "label": "Tasks",
+    "log_level": env_str("GPUQ_Q_LOG_LEVEL", "WARNING"),
     "ALT_CLUSTERS": {},
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 from django.utils import timezone
 
 from scheduling import procs
@@ -63,7 +63,6 @@ class Outcome:
 
 def run_job(job_id: int, token: str) -> str:
     """django-q2 entry point. Returns a short word for django-q2's task record."""
-    close_old_connections()
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return "gone"

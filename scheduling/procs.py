@@ -18,13 +18,8 @@ def boot_id() -> str:
 
 def start_time(pid: int) -> str:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or ''."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    # The command name (field 2) may hold spaces and parentheses: split after its closing ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[19]
+    fields = _stat_fields(str(pid))
+    return fields[19] if fields else ""
 
 
 def is_same_process(pid: int | None, started: str, boot: str) -> bool:
@@ -34,14 +29,33 @@ def is_same_process(pid: int | None, started: str, boot: str) -> bool:
     return start_time(pid) == started
 
 
+def _stat_fields(pid: str) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its closing ')'.
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def group_alive(pgid: int) -> bool:
+    """True while any process of the group is alive. Zombies do not count: they run nothing and hold
+    nothing, and an orphan's zombie waits on PID 1 (which in containers may never reap it)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    if not Path("/proc/self/stat").exists():
+        return True
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            # fields[0] is the state (field 3), fields[2] the process group (field 5).
+            if fields and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                return True
+    return False
 
 
 def signal_group(pgid: int, sig: int) -> None:

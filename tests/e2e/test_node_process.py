@@ -1,0 +1,168 @@
+"""The whole pipeline with real processes: a `gpuq_node` process (with its django-q2 cluster) executes
+jobs that this test submits through the API; the node is killed with SIGKILL and restarted."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from gpus.models import Allocation
+from scheduling import procs
+from scheduling.models import Job
+from scheduling.states import Status
+from tests.conftest import api_for, child_env, wait_for
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """Start `manage.py gpuq_node` against the test database; stop it (and its cluster) afterwards."""
+    started = []
+
+    def start(name="e2e", gpus="2x24GB"):
+        env = child_env(
+            GPUQ_NODE_NAME=name,
+            GPUQ_DECLARED_GPUS=gpus,
+            GPUQ_INVENTORY="declared",
+            GPUQ_DATA_DIR=tmp_path,
+            GPUQ_TICK_SECONDS=0.5,
+            GPUQ_HEARTBEAT_SECONDS=0.3,
+            GPUQ_LEASE_SECONDS=3,
+            GPUQ_KILL_GRACE_SECONDS=2,
+            GPUQ_Q_POLL_SECONDS=0.05,
+        )
+        node = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_node"],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(node)
+        assert node.stdout.readline().startswith(f"node {name}: 2 GPU(s) from declared")
+        return node
+
+    yield start
+    for node in started:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGTERM)
+            try:
+                node.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()
+
+
+def statuses(*jobs):
+    return [Job.objects.get(pk=j).status for j in jobs]
+
+
+def test_a_submitted_job_runs_on_a_gpu_and_completes(root, start_node):
+    start_node()
+    client = api_for(root)
+    code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
+    submitted = time.monotonic()
+    job_id = client.post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
+    wait_for(lambda: statuses(job_id) == [Status.COMPLETED], timeout=15, message="the job to complete")
+    took = time.monotonic() - submitted
+    body = client.get(f"/api/v1/jobs/{job_id}").json()
+    assert [(t["from_status"], t["to_status"]) for t in body["transitions"]] == [
+        ("", "pending"),
+        ("pending", "dispatched"),
+        ("dispatched", "running"),
+        ("running", "completed"),
+    ]
+    log = client.get(f"/api/v1/jobs/{job_id}/log").json()["lines"]
+    assert str(body["gpu_indices"][0]) in log
+    assert took < 5, f"took {took:.1f} s"
+    assert not Allocation.objects.active().exists()
+
+
+def test_two_gpus_three_jobs_the_third_waits_then_starts(root, start_node, tmp_path):
+    start_node()
+    client = api_for(root)
+    ids = [
+        client.post("/api/v1/jobs", {"argv": ["sleep", "2"]}, format="json").json()["id"] for _ in range(3)
+    ]
+    wait_for(lambda: statuses(*ids)[:2] == [Status.RUNNING] * 2, message="two jobs running")
+    queue = client.get("/api/v1/queue").json()
+    assert [j["id"] for j in queue["running"]] == ids[:2]
+    assert [(j["id"], j["wait_reason"]) for j in queue["pending"]] == [(ids[2], "resources")]
+    wait_for(lambda: statuses(ids[2]) == [Status.RUNNING], timeout=10, message="the third job to start")
+    third = Job.objects.get(pk=ids[2])
+    first_done = Job.objects.filter(pk__in=ids[:2]).order_by("finished_at").first().finished_at
+    # Started by the finish event, not by a later periodic tick.
+    assert (third.started_at - first_done).total_seconds() < 0.45
+    wait_for(lambda: statuses(*ids) == [Status.COMPLETED] * 3, timeout=10, message="all to complete")
+
+
+def test_sigkill_of_the_node_never_leaves_a_job_running_nor_runs_it_twice(root, start_node, tmp_path):
+    node = start_node()
+    marks = tmp_path / "marks"
+    # Each attempt records its start and its end; a second attempt must start after the first ended.
+    code = (
+        "import os, sys, time; f = open(sys.argv[1], 'a', buffering=1); "
+        "f.write(f'start {os.environ[\"GPUQ_ATTEMPT\"]} {time.time()}\\n'); "
+        "import atexit, signal; "
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143)); "
+        "atexit.register(lambda: f.write(f'end {os.environ[\"GPUQ_ATTEMPT\"]} {time.time()}\\n')); "
+        "time.sleep(float(sys.argv[2]) if os.environ['GPUQ_ATTEMPT'] != '1' else 600)"
+    )
+    client = api_for(root)
+    job_id = client.post(
+        "/api/v1/jobs", {"argv": [sys.executable, "-c", code, str(marks), "1"]}, format="json"
+    ).json()["id"]
+    job = wait_for(
+        lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
+        timeout=15,
+        message="the job to run",
+    )
+    child_pid = job.pid
+    cluster_groups = _children_groups(node.pid)
+    assert len(cluster_groups) >= 2  # the node's own group and its cluster's
+    for pgid in cluster_groups:  # the node process and its whole django-q2 cluster, at once
+        procs.signal_group(pgid, signal.SIGKILL)
+    node.wait()
+    # The job's process dies with its executor (parent-death signal), so nothing runs it now.
+    wait_for(lambda: not procs.group_alive(child_pid), timeout=10, message="the orphaned job to stop")
+    assert Job.objects.get(pk=job_id).status == Status.RUNNING  # the database has not noticed yet
+
+    start_node()
+    wait_for(lambda: statuses(job_id) == [Status.COMPLETED], timeout=20, message="the job to complete")
+    job = Job.objects.get(pk=job_id)
+    assert job.attempt == 2
+    assert [(t.from_status, t.to_status) for t in job.transitions.order_by("id")][-4:] == [
+        ("running", "pending"),
+        ("pending", "dispatched"),
+        ("dispatched", "running"),
+        ("running", "completed"),
+    ]
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    events = [(kind, attempt) for kind, attempt, _ in lines]
+    assert events == [("start", "1"), ("end", "1"), ("start", "2"), ("end", "2")]
+    assert float(lines[1][2]) <= float(lines[2][2])  # attempt 2 started after attempt 1 ended
+    assert not Allocation.objects.active().exists()
+    assert job.finished_at <= timezone.now()
+
+
+def _children_groups(pid: int) -> set[int]:
+    """Process groups of the descendants of `pid` (found before it is reaped)."""
+    groups = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[1] is the parent pid, fields[2] the process group.
+        if fields[1] == str(pid) or fields[2] == str(pid):
+            groups.add(int(fields[2]))
+    return groups
