@@ -39,3 +39,8 @@ def node_register(*, name: str, backend: str, gpus: list[GpuInfo], labels: dict,
 
 def node_heartbeat(*, node: Node) -> None:
     Node.objects.filter(pk=node.pk).update(heartbeat_at=timezone.now())
+
+
+def node_go_offline(*, node: Node) -> None:
+    """Take the node's GPUs out of the pool (the planner places only on online nodes)."""
+    Node.objects.filter(pk=node.pk).update(status=NodeStatus.OFFLINE)

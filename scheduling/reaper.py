@@ -35,20 +35,22 @@ def reap(now: datetime | None = None) -> int:
     )
 
 
-def reconcile_node(node_name: str) -> int:
-    """At node start-up: no executor of this node is running yet, so any job the database shows as
-    dispatched or running here whose process is gone is recovered now rather than after a lease.
+def reconcile_node(node_name: str, *, executors_gone: bool = False) -> int:
+    """Recover the jobs the database shows dispatched or running on this node whose executor is gone.
 
-    A job whose process is still alive with a fresh heartbeat belongs to an executor that outlived its
-    cluster; it is left alone and finishes (or is reaped when its heartbeat stops).
+    At start-up (`executors_gone=False`) no executor of this node process runs yet, but one of an earlier
+    cluster may have outlived it: a job whose process is alive with a fresh heartbeat is left to finish.
+    At shutdown (`executors_gone=True`) the node has just killed its own cluster, so every such job is
+    recovered now (its process, if still dying, is stopped first) rather than one lease later.
     """
     recovered = 0
     fresh_after = timezone.now() - timedelta(seconds=settings.GPUQ_LEASE_SECONDS)
+    reason = "node stopped" if executors_gone else "node restarted: its executor is gone"
     for job in Job.objects.filter(status__in=HOLDS_GPUS, node__name=node_name):
         alive = procs.is_same_process(job.pid, job.pid_start_time, job.boot_id)
-        if alive and job.heartbeat_at and job.heartbeat_at >= fresh_after:
+        if not executors_gone and alive and job.heartbeat_at and job.heartbeat_at >= fresh_after:
             continue
-        recovered += recover(job, reason="node restarted: its executor is gone")
+        recovered += recover(job, reason=reason)
     return recovered
 
 

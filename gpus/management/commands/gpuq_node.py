@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from gpus import inventory
-from gpus.services import node_heartbeat, node_register
+from gpus.services import node_go_offline, node_heartbeat, node_register
 from scheduling import procs, supervise
 from scheduling.reaper import reap, reconcile_node
 from scheduling.tick import tick
@@ -63,8 +63,10 @@ class Command(BaseCommand):
                     cluster = supervise.manage_py("qcluster", env=cluster_env)
                 flag.sleep(settings.GPUQ_TICK_SECONDS)
         finally:
+            # Leave the pool first, so that no tick places a job here while we stop.
+            node_go_offline(node=node)
             # django-q2 waits without limit for running tasks on SIGINT/SIGTERM: bound it ourselves.
             supervise.stop([cluster], grace=5.0)
             # The executors are gone with their jobs (their children die with them): requeue now.
-            reconcile_node(name)
+            reconcile_node(name, executors_gone=True)
         self.stdout.write(f"node {name}: stopped")
