@@ -36,3 +36,17 @@ def can_submit_raw(user) -> bool:
 
 def priority_ceiling(user) -> int:
     return LEVEL_PRIORITY[level_of(user)]
+
+
+def is_lead_or_admin(user) -> bool:
+    return is_admin(user) or level_of(user) == Level.LEAD
+
+
+def can_act_on(user, job) -> bool:
+    """Owners act on their jobs, leads on their team's jobs, admins on all."""
+    if is_admin(user) or job.owner_id == user.pk:
+        return True
+    if job.team_id is not None and level_of(user) == Level.LEAD:
+        team = team_of(user)
+        return team is not None and team.pk == job.team_id
+    return False

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from django.utils import timezone
 from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import Status
+from scheduling.stops import stopped_outcome
 from scheduling.transitions import InvalidTransition, TransitionConflict, transition
 
 log = logging.getLogger("gpuq.executor")
@@ -58,7 +59,8 @@ class Outcome:
     reason: str
     exit_code: int | None = None
     error: str = ""
-    by_id: int | None = None  # the user who asked for this outcome (cancel)
+    by_id: int | None = None  # the user who asked for this outcome (cancel, pause)
+    fields: dict = field(default_factory=dict)  # more fields the outcome sets (a new attempt after a pause)
 
 
 def run_job(job_id: int, token: str) -> str:
@@ -153,18 +155,20 @@ class Execution:
                     next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
                     row = (
                         Job.objects.filter(pk=job.pk)
-                        .values("lease_token", "status", "cancel_requested_at", "cancel_requested_by")
+                        .values("lease_token", "status", "stop_request", "stop_requested_by", "stop_reason")
                         .first()
                     )
                     if row is None or row["lease_token"] != self.token or row["status"] != Status.RUNNING:
                         return self._lose_lease(child)
-                    if row["cancel_requested_at"] is not None:
+                    if row["stop_request"]:
                         procs.stop_group(child.pid, grace, poll=child.poll)
+                        status, fields = stopped_outcome(job, row["stop_request"])
                         return Outcome(
-                            Status.CANCELLED,
-                            "cancelled",
+                            status,
+                            row["stop_reason"] or str(row["stop_request"]),
                             exit_code=child.poll(),
-                            by_id=row["cancel_requested_by"],
+                            by_id=row["stop_requested_by"],
+                            fields=fields,
                         )
                 if now >= next_heartbeat:
                     next_heartbeat = now + settings.GPUQ_HEARTBEAT_SECONDS
@@ -212,7 +216,7 @@ class Execution:
         if self.lease_lost:
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
         progress = self._read_progress()
-        fields = {"exit_code": outcome.exit_code, "error": outcome.error, "pid": None}
+        fields = {"exit_code": outcome.exit_code, "error": outcome.error, "pid": None, **outcome.fields}
         if progress is not None:
             fields["progress"] = progress
         try:

@@ -8,11 +8,34 @@ from scheduling.states import Status
 
 
 class WaitReason(models.TextChoices):
-    """Why a job is not running yet, as the planner says (Slurm's squeue reasons)."""
+    """Why a job is not running yet, as the planner says (Slurm's squeue reasons). The values are the
+    planner's own (scheduling.planner.Reason); this mirror gives them labels for the pages and admin."""
 
     NONE = "", "—"
     PRIORITY = "priority", "Behind higher-priority jobs"
     RESOURCES = "resources", "Waiting for free GPUs"
+    GLOBAL_LIMIT = "global_limit", "Global concurrency limit reached"
+    USER_LIMIT = "user_limit", "Owner's concurrency limit reached"
+    TEAM_LIMIT = "team_limit", "Team's concurrency limit reached"
+    QUOTA = "quota", "GPU-time quota used up"
+    OFF_PEAK = "off_peak", "Off-peak only: waits for the off-peak window"
+    BEGIN_TIME = "begin_time", "Scheduled to start later"
+    APPROVAL = "approval", "Awaiting approval"
+    DEPENDENCY = "dependency", "Waiting for other jobs to complete"
+    CONFLICT = "conflict", "A resource it needs is held by a running job"
+    SERIAL = "serial", "Serial mode: one job at a time"
+    PREEMPTING = "preempting", "Lower-priority jobs are being stopped for it"
+    PAUSED = "paused", "Paused"
+    QUEUE_PAUSED = "queue_paused", "The queue is paused"
+
+
+class StopRequest(models.TextChoices):
+    """What a running job's executor is asked to do: stop it, then record this outcome."""
+
+    NONE = "", "—"
+    CANCEL = "cancel", "Cancel"
+    PAUSE = "pause", "Pause"
+    PREEMPT = "preempt", "Preempt"
 
 
 class JobTemplate(models.Model):
@@ -53,14 +76,26 @@ class Job(models.Model):
     env = models.JSONField(default=dict, blank=True)
     gpu_count = models.PositiveIntegerField(default=1)
     priority = models.IntegerField(default=10)
+    # FIFO key within a priority: the submit time as a number, moved by operators to reorder.
+    queue_order = models.FloatField(default=0.0)
+    start_after = models.DateTimeField(null=True, blank=True)
+    off_peak_only = models.BooleanField(default=False)
+    depends_on = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="dependents")
+    resources = models.JSONField(
+        default=list, blank=True, help_text='Held exclusively, e.g. ["model:flux-dev"].'
+    )
+    preemptible = models.BooleanField(default=False)
 
     # Written only by scheduling.transitions.transition().
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, editable=False)
     wait_reason = models.CharField(max_length=32, choices=WaitReason.choices, default="", blank=True)
     wait_detail = models.CharField(max_length=300, default="", blank=True)
 
-    attempt = models.PositiveIntegerField(default=1)
-    max_attempts = models.PositiveIntegerField(default=3)
+    attempt = models.PositiveIntegerField(default=1)  # every run is an attempt (requeue, pause, preempt: + 1)
+    faults = models.PositiveIntegerField(default=0)  # attempts lost to a dead executor or node
+    max_attempts = models.PositiveIntegerField(
+        default=3
+    )  # attempts that may end in a fault, this one included
     time_limit_seconds = models.PositiveIntegerField(null=True, blank=True)
 
     submitted_at = models.DateTimeField(default=timezone.now)
@@ -84,10 +119,12 @@ class Job(models.Model):
     boot_id = models.CharField(max_length=64, blank=True, default="")
     pid = models.IntegerField(null=True, blank=True)
     pid_start_time = models.CharField(max_length=32, blank=True, default="")
-    cancel_requested_at = models.DateTimeField(null=True, blank=True)
-    cancel_requested_by = models.ForeignKey(
+    stop_request = models.CharField(max_length=16, choices=StopRequest.choices, default="", blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    stop_reason = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -98,6 +135,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.name or self.argv[:1]}"
+
+    def save(self, *args, **kwargs):
+        if not self.queue_order:
+            self.queue_order = self.submitted_at.timestamp()
+        super().save(*args, **kwargs)
 
 
 class JobStateTransition(models.Model):
@@ -118,3 +160,84 @@ class JobStateTransition(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class JobAudit(models.Model):
+    """Changes to a job that are not status changes (priority, position), with who and why."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="audit")
+    at = models.DateTimeField(default=timezone.now)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=32)
+    detail = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id}: {self.action} {self.detail}"
+
+
+class PolicyType(models.TextChoices):
+    CONCURRENCY = "concurrency", "Concurrency limits"
+    FAIR_SHARE = "fair_share", "Fair share"
+    AGEING = "ageing", "Ageing (starvation prevention)"
+    QUOTA = "quota", "Quota windows"
+    OFF_PEAK = "off_peak", "Off-peak window"
+    APPROVAL = "approval", "Approval rules"
+    SERIAL = "serial", "Serial mode"
+    EXPIRY = "expiry", "Expiry of waiting jobs"
+    BACKFILL = "backfill", "Backfill"
+    PREEMPTION = "preemption", "Preemption"
+    QUEUE_PAUSE = "queue_pause", "Queue paused"
+
+
+class SchedulingPolicy(models.Model):
+    """One policy, editable by operators: its type, a JSON config checked on save, and a switch."""
+
+    type = models.CharField(max_length=32, choices=PolicyType.choices, unique=True)
+    config = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "scheduling policies"
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} ({'on' if self.enabled else 'off'})"
+
+    def save(self, *args, **kwargs):
+        self.full_clean()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        from scheduling.policies import validate_config
+
+        self.config = validate_config(self.type, self.config)
+
+
+class GpuQuota(models.Model):
+    """Daily and weekly GPU-seconds for one user or one team; an empty limit is unlimited."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="gpu_quota"
+    )
+    team = models.OneToOneField(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="gpu_quota"
+    )
+    daily_gpu_seconds = models.PositiveBigIntegerField(null=True, blank=True)
+    weekly_gpu_seconds = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, team__isnull=True)
+                | models.Q(user__isnull=True, team__isnull=False),
+                name="quota_for_user_or_team",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.user or self.team}"

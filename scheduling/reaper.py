@@ -15,6 +15,7 @@ from django.utils import timezone
 from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import HOLDS_GPUS, Status
+from scheduling.stops import stopped_outcome
 from scheduling.transitions import InvalidTransition, TransitionConflict, transition
 
 log = logging.getLogger("gpuq.reaper")
@@ -66,15 +67,26 @@ def recover(job: Job, *, reason: str, stale_before: datetime | None = None) -> b
     guard = Q(heartbeat_at__lt=stale_before) if stale_before else None
     common = {"token": job.lease_token, "guard": guard, "pid": None, "lease_token": ""}
     try:
-        if job.cancel_requested_at is not None:
-            transition(job, Status.CANCELLED, reason=f"cancelled ({reason})", **common)
-        elif job.attempt < job.max_attempts:
-            transition(job, Status.PENDING, reason=reason, attempt=job.attempt + 1, started_at=None, **common)
+        if job.stop_request:
+            # It was being stopped anyway: finish what was asked (cancel, pause or preempt).
+            status, fields = stopped_outcome(job, job.stop_request)
+            why = f"{job.stop_reason or job.stop_request} ({reason})"
+            transition(job, status, reason=why, **{**common, **fields})
+        elif job.faults + 1 < job.max_attempts:
+            transition(
+                job,
+                Status.PENDING,
+                reason=reason,
+                attempt=job.attempt + 1,
+                faults=job.faults + 1,
+                started_at=None,
+                **common,
+            )
         else:
             transition(
                 job,
                 Status.FAILED,
-                reason=f"{reason}; attempts spent ({job.attempt}/{job.max_attempts})",
+                reason=f"{reason}; attempts spent ({job.faults + 1}/{job.max_attempts})",
                 error=reason,
                 **common,
             )

@@ -1,25 +1,98 @@
 """Reads: the planner's snapshot, the queue as users see it, and which jobs a user may see."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from accounts.permissions import is_admin
 from gpus.models import Allocation, Gpu, NodeStatus
 from gpus.placement import NodeFree
-from scheduling.models import Job
-from scheduling.planner import PendingJob, Snapshot, queue_key
-from scheduling.states import HOLDS_GPUS, Status
+from scheduling import planner, policies, usage
+from scheduling.models import GpuQuota, Job, PolicyType
+from scheduling.states import HOLDS_GPUS, TERMINAL, Status
+
+_PENDING_FIELDS = (
+    "id",
+    "gpu_count",
+    "priority",
+    "submitted_at",
+    "owner_id",
+    "team_id",
+    "queue_order",
+    "off_peak_only",
+    "resources",
+    "time_limit_seconds",
+)
 
 
-def snapshot() -> Snapshot:
-    """Pending jobs and free healthy GPUs of online nodes, in two queries."""
+def _pending(jobs: QuerySet[Job]) -> tuple[tuple[planner.PendingJob, ...], frozenset[int], frozenset[int]]:
+    rows = list(jobs.values_list(*_PENDING_FIELDS))
+    deps: dict[int, list[int]] = {}
+    for job_id, dep_id in Job.depends_on.through.objects.filter(from_job__in=jobs.values("id")).values_list(
+        "from_job_id", "to_job_id"
+    ):
+        deps.setdefault(job_id, []).append(dep_id)
     pending = tuple(
-        PendingJob(id=row[0], gpu_count=row[1], priority=row[2], submitted_at=row[3])
-        for row in Job.objects.filter(status=Status.PENDING).values_list(
-            "id", "gpu_count", "priority", "submitted_at"
+        planner.PendingJob(
+            id=r[0],
+            gpu_count=r[1],
+            priority=r[2],
+            submitted_at=r[3],
+            owner=r[4],
+            team=r[5],
+            order=r[6],
+            off_peak_only=r[7],
+            resources=tuple(r[8] or ()),
+            time_limit=r[9],
+            depends_on=tuple(sorted(deps.get(r[0], ()))),
+        )
+        for r in rows
+    )
+    wanted = {d for ids in deps.values() for d in ids}
+    completed, dead = set(), set()
+    for dep_id, status in Job.objects.filter(id__in=wanted).values_list("id", "status"):
+        if status == Status.COMPLETED:
+            completed.add(dep_id)
+        elif status in TERMINAL:
+            dead.add(dep_id)
+    return pending, frozenset(completed), frozenset(dead)
+
+
+def running_jobs() -> tuple[planner.RunningJob, ...]:
+    return tuple(
+        planner.RunningJob(
+            id=r[0],
+            node=r[1] or "",
+            gpu_count=r[2],
+            started_at=r[3] or r[4],
+            owner=r[5],
+            team=r[6],
+            priority=r[7],
+            resources=tuple(r[8] or ()),
+            time_limit=r[9],
+            preemptible=r[10],
+            stopping=bool(r[11]),
+        )
+        for r in Job.objects.filter(status__in=HOLDS_GPUS).values_list(
+            "id",
+            "node__name",
+            "gpu_count",
+            "started_at",
+            "updated_at",
+            "owner_id",
+            "team_id",
+            "priority",
+            "resources",
+            "time_limit_seconds",
+            "preemptible",
+            "stop_request",
         )
     )
+
+
+def free_gpus() -> tuple[NodeFree, ...]:
     held = Allocation.objects.active().values("gpu_id")
     free: dict[str, list[int]] = {}
     for node_name, index in (
@@ -28,8 +101,49 @@ def snapshot() -> Snapshot:
         .values_list("node__name", "index")
     ):
         free.setdefault(node_name, []).append(index)
-    nodes = tuple(NodeFree(name, tuple(indices)) for name, indices in sorted(free.items()))
-    return Snapshot(pending=pending, nodes=nodes)
+    return tuple(NodeFree(name, tuple(indices)) for name, indices in sorted(free.items()))
+
+
+def snapshot(now: datetime | None = None, *, pending: QuerySet[Job] | None = None) -> planner.Snapshot:
+    """Everything the planner needs, in a handful of aggregated queries."""
+    now = now or timezone.now()
+    configs = policies.enabled_configs()
+    waiting, completed, dead = _pending(
+        pending if pending is not None else Job.objects.filter(status=Status.PENDING)
+    )
+    user_quota, team_quota = {}, {}
+    for user_id, team_id, daily, weekly in GpuQuota.objects.values_list(
+        "user_id", "team_id", "daily_gpu_seconds", "weekly_gpu_seconds"
+    ):
+        quota = planner.Quota(daily, weekly)
+        if user_id is not None:
+            user_quota[user_id] = quota
+        else:
+            team_quota[team_id] = quota
+    used = usage.Usage({}, {}, {}, {})
+    if user_quota or team_quota:
+        used = usage.quota_usage(
+            now, configs.get(PolicyType.QUOTA, policies.DEFAULTS[PolicyType.QUOTA])["timezone"]
+        )
+    user_share, team_share = {}, {}
+    if PolicyType.FAIR_SHARE in configs:
+        user_share, team_share = usage.decayed_usage(now, configs[PolicyType.FAIR_SHARE]["half_life_hours"])
+    return planner.Snapshot(
+        pending=waiting,
+        nodes=free_gpus(),
+        running=running_jobs(),
+        policies=policies.to_planner(configs),
+        user_day=used.user_day,
+        user_week=used.user_week,
+        team_day=used.team_day,
+        team_week=used.team_week,
+        user_quota=user_quota,
+        team_quota=team_quota,
+        user_share=user_share,
+        team_share=team_share,
+        completed=completed,
+        dead=dead,
+    )
 
 
 def largest_node_gpu_count() -> int:
@@ -53,16 +167,27 @@ def visible_jobs(user) -> QuerySet[Job]:
 class QueueEntry:
     job: Job
     position: int | None  # 1-based among pending jobs; None for running ones
+    estimated_start: datetime | None = None
 
 
-def queue() -> tuple[list[QueueEntry], list[QueueEntry]]:
-    """(running, pending): jobs holding GPUs, then pending jobs in the planner's own order."""
+def queue(now: datetime | None = None) -> tuple[list[QueueEntry], list[QueueEntry]]:
+    """(running, pending): jobs holding GPUs, then pending jobs in the planner's own order, each with
+    its estimated start (scheduling.estimates)."""
+    from scheduling.estimates import estimate_starts
+
+    now = now or timezone.now()
     active = list(
         Job.objects.filter(status__in=HOLDS_GPUS).select_related("owner", "node").order_by("started_at", "id")
     )
-    pending = list(Job.objects.filter(status=Status.PENDING).select_related("owner"))
-    pending.sort(key=lambda job: queue_key(PendingJob(job.id, job.gpu_count, job.priority, job.submitted_at)))
+    snap = snapshot(now)
+    ordered = planner.queue_order(snap, now)
+    estimates = estimate_starts(snap, now)
+    jobs = Job.objects.select_related("owner").in_bulk([j.id for j in ordered])
     return (
         [QueueEntry(job, None) for job in active],
-        [QueueEntry(job, position) for position, job in enumerate(pending, start=1)],
+        [
+            QueueEntry(jobs[j.id], position, estimates.get(j.id))
+            for position, j in enumerate(ordered, start=1)
+            if j.id in jobs
+        ],
     )

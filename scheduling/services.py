@@ -1,16 +1,31 @@
-"""Writes on jobs: submit and cancel. Every interface (API, pages, admin, CLI) calls these."""
+"""Writes on jobs and the queue. Every interface (API, pages, admin, CLI) calls these; none writes a job
+itself. Each service authorizes, validates (raising ValidationError naming the field), and changes
+status only through `transition()`."""
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
-from accounts.permissions import can_submit, can_submit_raw, is_admin, priority_ceiling, team_of
-from scheduling import selectors
-from scheduling.models import Job, JobTemplate
+from accounts.permissions import (
+    can_act_on,
+    can_submit,
+    can_submit_raw,
+    is_admin,
+    is_lead_or_admin,
+    level_of,
+    priority_ceiling,
+    team_of,
+)
+from gpus.models import Gpu
+from scheduling import policies, selectors
+from scheduling.models import Job, JobAudit, JobTemplate, PolicyType, StopRequest
 from scheduling.states import TERMINAL, Status
+from scheduling.stops import request_stop
 from scheduling.templating import render_argv
 from scheduling.transitions import TransitionConflict, record_creation, transition
 
@@ -30,6 +45,14 @@ def _check_env(env: Any) -> dict[str, str]:
     return {name: str(value) for name, value in env.items()}
 
 
+def _check_resources(resources: Any) -> list[str]:
+    if not isinstance(resources, list) or not all(
+        isinstance(r, str) and 0 < len(r) <= 200 for r in resources
+    ):
+        raise ValidationError({"resources": 'must be a list of names such as ["model:flux-dev"]'})
+    return sorted(set(resources))
+
+
 def job_submit(
     *,
     user,
@@ -42,8 +65,16 @@ def job_submit(
     priority: int | None = None,
     time_limit_seconds: int | None = None,
     max_attempts: int | None = None,
+    start_after: datetime | None = None,
+    off_peak_only: bool = False,
+    depends_on: list[int] | None = None,
+    resources: list[str] | None = None,
+    preemptible: bool = False,
 ) -> Job:
-    """Validate and queue a job from a template (with parameters) or, for those allowed, a raw argv."""
+    """Validate and queue a job from a template (with parameters) or, for those allowed, a raw argv.
+
+    The job starts `blocked` when an approval rule matches, `scheduled` when `start_after` is in the
+    future, else `pending`."""
     if not can_submit(user):
         raise PermissionDenied("Viewers cannot submit jobs.")
     if (template is None) == (argv is None):
@@ -84,6 +115,34 @@ def job_submit(
     max_attempts = max_attempts if max_attempts is not None else settings.GPUQ_DEFAULT_MAX_ATTEMPTS
     if max_attempts < 1:
         raise ValidationError({"max_attempts": "must be at least 1"})
+    resources = _check_resources(resources or [])
+    dependencies = list(Job.objects.filter(pk__in=depends_on or []))
+    missing = sorted(set(depends_on or []) - {d.pk for d in dependencies})
+    if missing:
+        raise ValidationError({"depends_on": f"no job {', '.join(map(str, missing))}"})
+    hidden = [d.pk for d in dependencies if not can_act_on(user, d)]
+    if hidden:
+        raise ValidationError({"depends_on": f"job {hidden[0]} is not yours"})
+
+    now = timezone.now()
+    approval = policies.approval_reason(
+        policies.enabled_configs(),
+        level=level_of(user),
+        gpu_count=gpu_count,
+        time_limit_seconds=time_limit_seconds,
+        default_runtime=settings.GPUQ_DEFAULT_RUNTIME_SECONDS,
+        gpu_models=list(Gpu.objects.filter(healthy=True).values_list("model_name", flat=True).distinct()),
+    )
+    if approval:
+        status, wait_reason, wait_detail = Status.BLOCKED, "approval", approval
+    elif start_after is not None and start_after > now:
+        status, wait_reason, wait_detail = (
+            Status.SCHEDULED,
+            "begin_time",
+            f"starts after {start_after.isoformat()}",
+        )
+    else:
+        status, wait_reason, wait_detail = Status.PENDING, "", ""
     with transaction.atomic():
         job = Job.objects.create(
             owner=user,
@@ -95,38 +154,193 @@ def job_submit(
             env=job_env,
             gpu_count=gpu_count,
             priority=priority,
-            status=Status.PENDING,
+            status=status,
+            wait_reason=wait_reason,
+            wait_detail=wait_detail[:300],
             time_limit_seconds=time_limit_seconds,
             max_attempts=max_attempts,
+            start_after=start_after,
+            off_peak_only=off_peak_only,
+            resources=resources,
+            preemptible=preemptible,
+            submitted_at=now,
         )
-        record_creation(job, by=user)
+        job.depends_on.set(dependencies)
+        record_creation(job, by=user, reason=f"submitted; {approval}" if approval else "submitted")
     return job
 
 
-def can_act_on(user, job: Job) -> bool:
-    return is_admin(user) or job.owner_id == user.pk
+def _authorize(user, job: Job, action: str) -> None:
+    if not can_act_on(user, job):
+        raise PermissionDenied(f"You can only {action} your own jobs (leads: your team's).")
+
+
+def _retry_on_conflict(job: Job, attempt):
+    """Run `attempt(job)` on a fresh copy until it no longer meets a moving job (a few tries)."""
+    for _ in range(5):
+        job.refresh_from_db()
+        try:
+            return attempt(job)
+        except TransitionConflict:
+            continue
+    raise TransitionConflict(f"job {job.pk} keeps changing; try again")
 
 
 def job_cancel(*, job: Job, user, reason: str = "") -> Job:
     """Cancel a job. A waiting or dispatched job ends at once; a running one is asked to stop (SIGTERM,
     grace, SIGKILL) and ends `cancelled` when its executor has stopped it and freed its GPUs."""
-    if not can_act_on(user, job):
-        raise PermissionDenied("You can only cancel your own jobs.")
+    _authorize(user, job, "cancel")
     why = reason or f"cancelled by {user}"
-    for _ in range(5):
-        job.refresh_from_db()
+
+    def attempt(job):
         if job.status in TERMINAL:
             raise ValidationError({"status": f"job {job.pk} already ended ({job.status})"})
         if job.status == Status.RUNNING:
-            Job.objects.filter(pk=job.pk, status=Status.RUNNING, cancel_requested_at__isnull=True).update(
-                cancel_requested_at=timezone.now(), cancel_requested_by=user
-            )
+            request_stop(job, StopRequest.CANCEL, by=user, reason=why)
             job.refresh_from_db()
-            if job.status == Status.RUNNING:
-                return job
-            continue
-        try:
-            return transition(job, Status.CANCELLED, by=user, reason=why)
-        except TransitionConflict:
-            continue  # it moved (e.g. dispatched → running) meanwhile: look again
-    raise TransitionConflict(f"job {job.pk} keeps changing; try again")
+            if job.status != Status.RUNNING:
+                raise TransitionConflict("it stopped meanwhile")
+            return job
+        return transition(job, Status.CANCELLED, by=user, reason=why)
+
+    return _retry_on_conflict(job, attempt)
+
+
+def job_pause(*, job: Job, user, reason: str = "") -> Job:
+    """Hold a waiting job, or stop a running one (grace period, GPUs freed) and hold it."""
+    _authorize(user, job, "pause")
+    why = reason or f"paused by {user}"
+
+    def attempt(job):
+        if job.status == Status.RUNNING:
+            request_stop(job, StopRequest.PAUSE, by=user, reason=why)
+            job.refresh_from_db()
+            if job.status != Status.RUNNING:
+                raise TransitionConflict("it stopped meanwhile")
+            return job
+        if job.status not in (Status.PENDING, Status.SCHEDULED):
+            raise ValidationError({"status": f"a {job.status} job cannot be paused"})
+        return transition(job, Status.PAUSED, by=user, reason=why, wait_reason="paused", wait_detail="")
+
+    return _retry_on_conflict(job, attempt)
+
+
+def job_resume(*, job: Job, user, reason: str = "") -> Job:
+    _authorize(user, job, "resume")
+    if job.status != Status.PAUSED:
+        raise ValidationError({"status": f"only a paused job can be resumed; this one is {job.status}"})
+    return transition(
+        job, Status.PENDING, by=user, reason=reason or f"resumed by {user}", wait_reason="", wait_detail=""
+    )
+
+
+def job_approve(*, job: Job, user, reason: str = "") -> Job:
+    if not is_lead_or_admin(user):
+        raise PermissionDenied("Only leads and admins approve jobs.")
+    if job.status != Status.BLOCKED:
+        raise ValidationError({"status": f"only a blocked job can be approved; this one is {job.status}"})
+    later = job.start_after is not None and job.start_after > timezone.now()
+    return transition(
+        job,
+        Status.SCHEDULED if later else Status.PENDING,
+        by=user,
+        reason=reason or f"approved by {user}",
+        wait_reason="begin_time" if later else "",
+        wait_detail="",
+    )
+
+
+def job_reject(*, job: Job, user, reason: str) -> Job:
+    if not is_lead_or_admin(user):
+        raise PermissionDenied("Only leads and admins reject jobs.")
+    if not reason.strip():
+        raise ValidationError({"reason": "say why the job is rejected"})
+    if job.status != Status.BLOCKED:
+        raise ValidationError({"status": f"only a blocked job can be rejected; this one is {job.status}"})
+    return transition(job, Status.REJECTED, by=user, reason=reason, error=f"rejected: {reason}")
+
+
+def job_set_priority(*, job: Job, user, priority: int, reason: str = "") -> Job:
+    """Owners may lower their own job's priority; leads and admins may set any job's. Logged."""
+    if not isinstance(priority, int) or not -1000 <= priority <= 1000:
+        raise ValidationError({"priority": "a whole number from -1000 to 1000"})
+    if not is_lead_or_admin(user):
+        _authorize(user, job, "change the priority of")
+        if priority > job.priority:
+            raise ValidationError(
+                {"priority": "you may lower your job's priority; raising it needs a lead or admin"}
+            )
+    if job.status in TERMINAL:
+        raise ValidationError({"status": f"job {job.pk} already ended ({job.status})"})
+    with transaction.atomic():
+        old = job.priority
+        Job.objects.filter(pk=job.pk).update(priority=priority)
+        JobAudit.objects.create(
+            job=job, by=user, action="priority", detail=f"{old} → {priority}. {reason}".strip()
+        )
+    job.priority = priority
+    _after_queue_change()
+    return job
+
+
+def job_move(*, job: Job, user, before: Job | None = None, after: Job | None = None, reason: str = "") -> Job:
+    """Admins move a waiting job within its priority: just before or after another job of that priority
+    (or to the front or back of it with neither). Logged."""
+    if not is_admin(user):
+        raise PermissionDenied("Only admins reorder the queue.")
+    if job.status not in (Status.PENDING, Status.SCHEDULED, Status.PAUSED, Status.BLOCKED):
+        raise ValidationError({"job": f"only waiting jobs can be moved; this one is {job.status}"})
+    peers = Job.objects.filter(status=Status.PENDING, priority=job.priority).exclude(pk=job.pk)
+    anchor = before or after
+    if anchor is not None and (anchor.priority != job.priority or anchor.pk == job.pk):
+        raise ValidationError({"before" if before else "after": "must be another job of the same priority"})
+    if before is not None:
+        previous = peers.filter(queue_order__lt=before.queue_order).aggregate(m=Max("queue_order"))["m"]
+        order = (previous + before.queue_order) / 2 if previous is not None else before.queue_order - 1
+    elif after is not None:
+        following = peers.filter(queue_order__gt=after.queue_order).aggregate(m=Min("queue_order"))["m"]
+        order = (following + after.queue_order) / 2 if following is not None else after.queue_order + 1
+    else:
+        first = peers.aggregate(m=Min("queue_order"))["m"]
+        order = (first if first is not None else job.queue_order) - 1
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(queue_order=order)
+        where = f"before job {before.pk}" if before else f"after job {after.pk}" if after else "to the front"
+        JobAudit.objects.create(job=job, by=user, action="move", detail=f"moved {where}. {reason}".strip())
+    job.queue_order = order
+    _after_queue_change()
+    return job
+
+
+def _after_queue_change() -> None:
+    from scheduling.events import request_tick
+
+    request_tick()
+
+
+def _require_admin(user) -> None:
+    if not is_admin(user):
+        raise PermissionDenied("Only admins change scheduling policies.")
+
+
+def queue_pause(*, user, reason: str = "") -> None:
+    """No new starts until resumed; running jobs are untouched."""
+    _require_admin(user)
+    policies.set_policy(
+        PolicyType.QUEUE_PAUSE, enabled=True, config={"reason": reason[:300]} if reason else {}
+    )
+
+
+def queue_resume(*, user) -> None:
+    _require_admin(user)
+    policies.set_policy(PolicyType.QUEUE_PAUSE, enabled=False)
+    _after_queue_change()
+
+
+def concurrency_set(*, user, **limits) -> dict:
+    """Set any of max_concurrent, user_max_concurrent, team_max_concurrent (None: no limit)."""
+    _require_admin(user)
+    current = policies.enabled_configs().get(PolicyType.CONCURRENCY, {})
+    row = policies.set_policy(PolicyType.CONCURRENCY, enabled=True, config={**current, **limits})
+    _after_queue_change()
+    return row.config

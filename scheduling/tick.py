@@ -11,8 +11,9 @@ from django_q.tasks import async_task
 
 from gpus.models import Allocation, Gpu, Node
 from scheduling import events, planner, selectors
-from scheduling.models import Job
+from scheduling.models import Job, StopRequest
 from scheduling.states import Status
+from scheduling.stops import request_stop
 from scheduling.transitions import TransitionConflict, transition
 
 log = logging.getLogger("gpuq.tick")
@@ -36,11 +37,45 @@ def tick(now: datetime | None = None) -> planner.Plan:
     now = now or timezone.now()
     with events.ticking(), transaction.atomic():
         _lock()
-        plan = planner.plan(selectors.snapshot(), now)
+        _release_scheduled(now)
+        plan = planner.plan(selectors.snapshot(now), now)
+        for fail in plan.fails:
+            _fail(fail)
+        for preempt in plan.preempts:
+            request_stop(
+                Job.objects.get(pk=preempt.job_id),
+                StopRequest.PREEMPT,
+                by=None,
+                reason=f"preempted for job {preempt.for_job}",
+            )
         for start in plan.starts:
             _dispatch(start, now)
         _record_waits(plan.waits)
     return plan
+
+
+def _release_scheduled(now: datetime) -> None:
+    """Scheduled jobs whose start time has come become pending."""
+    for job in Job.objects.filter(status=Status.SCHEDULED, start_after__lte=now):
+        try:
+            transition(job, Status.PENDING, reason="start time reached", wait_reason="", wait_detail="")
+        except TransitionConflict:
+            pass
+
+
+def _fail(fail: planner.Fail) -> None:
+    job = Job.objects.get(pk=fail.job_id)
+    try:
+        transition(
+            job,
+            Status.FAILED,
+            reason=f"{fail.reason}: {fail.detail}",
+            error=f"{fail.reason}: {fail.detail}",
+            wait_reason="",
+            wait_detail="",
+        )
+    except TransitionConflict:
+        pass
 
 
 def _dispatch(start: planner.Start, now: datetime) -> None:
@@ -66,7 +101,10 @@ def _dispatch(start: planner.Start, now: datetime) -> None:
                 pid=None,
                 pid_start_time="",
                 boot_id="",
-                cancel_requested_at=None,
+                stop_request="",
+                stop_requested_at=None,
+                stop_requested_by=None,
+                stop_reason="",
             )
     except (IntegrityError, TransitionConflict) as error:
         # Cannot happen under the tick lock unless something bypassed it; the next tick plans afresh.

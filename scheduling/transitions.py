@@ -65,7 +65,9 @@ def transition(
         )
         if from_status in HOLDS_GPUS and to not in HOLDS_GPUS:
             Allocation.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=now)
-        if to == Status.PENDING or (from_status in HOLDS_GPUS and to not in HOLDS_GPUS):
+        # Ticks that can change something: a job became eligible, GPUs came free, or a job ended (its
+        # dependents may start or fail).
+        if to == Status.PENDING or to in TERMINAL or (from_status in HOLDS_GPUS and to not in HOLDS_GPUS):
             events.request_tick()
     for name, value in updates.items():
         setattr(job, name, value)

@@ -80,7 +80,7 @@ class JobOut(serializers.ModelSerializer):
         ]
 
     def get_cancel_requested(self, job) -> bool:
-        return job.cancel_requested_at is not None
+        return job.stop_request == "cancel"
 
 
 class JobDetailOut(JobOut):

@@ -149,7 +149,10 @@ def test_cancel_a_running_job_asks_it_to_stop(alice):
     response = api_for(alice).post(f"/api/v1/jobs/{job.pk}/cancel")
     assert response.status_code == 202
     assert response.json()["cancel_requested"] is True
-    assert Job.objects.get(pk=job.pk).cancel_requested_by == alice
+    assert (Job.objects.get(pk=job.pk).stop_request, Job.objects.get(pk=job.pk).stop_requested_by) == (
+        "cancel",
+        alice,
+    )
 
 
 def test_nobody_cancels_someone_elses_job_but_an_admin(alice, bob, root):

@@ -1,100 +1,514 @@
-"""The pure planner: tables for the rules, hypothesis for the invariants. No database."""
+"""The pure planner: a table of cases for each policy, hypothesis for the invariants. No database."""
 
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpus.placement import NodeFree
-from scheduling.planner import PRIORITY, RESOURCES, PendingJob, Snapshot, Start, plan, queue_key
+from scheduling.planner import (
+    INF,
+    Ageing,
+    Limits,
+    OffPeak,
+    PendingJob,
+    Policies,
+    Preempt,
+    Preemption,
+    Quota,
+    Reason,
+    RunningJob,
+    Snapshot,
+    Start,
+    plan,
+    queue_order,
+)
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday, noon UTC
 
 
-def job(id, gpus=1, priority=10, age=0):
+def job(id, gpus=1, priority=10, age=0, **kw):
+    """A pending job submitted `1000 - age` seconds before NOW (a higher age is a later submit)."""
     return PendingJob(
-        id=id, gpu_count=gpus, priority=priority, submitted_at=NOW - timedelta(seconds=1000 - age)
+        id=id, gpu_count=gpus, priority=priority, submitted_at=NOW - timedelta(seconds=1000 - age), **kw
     )
 
 
+def running(id, node="n", gpus=1, minutes_ago=10, **kw):
+    return RunningJob(id=id, node=node, gpu_count=gpus, started_at=NOW - timedelta(minutes=minutes_ago), **kw)
+
+
+def snap(*jobs, free=(0, 1), run=(), nodes=None, **kw):
+    return Snapshot(
+        pending=tuple(jobs), nodes=nodes or (NodeFree("n", tuple(free)),), running=tuple(run), **kw
+    )
+
+
+def reasons(result):
+    return {w.job_id: w.reason for w in result.waits}
+
+
+# --- order and resources ----------------------------------------------------------------------------
+
+
 def test_two_gpus_three_jobs_two_start_and_the_third_waits_for_resources():
-    result = plan(Snapshot((job(1), job(2, age=1), job(3, age=2)), (NodeFree("n", (0, 1)),)), NOW)
+    result = plan(snap(job(1), job(2, age=1), job(3, age=2)), NOW)
     assert result.starts == (Start(1, "n", (0,)), Start(2, "n", (1,)))
-    assert [(w.job_id, w.reason) for w in result.waits] == [(3, RESOURCES)]
+    assert reasons(result) == {3: Reason.RESOURCES}
 
 
 def test_higher_priority_goes_first_then_first_come_first_served():
     jobs = (job(1, priority=0), job(2, priority=20, age=5), job(3, priority=20, age=1), job(4, priority=10))
-    result = plan(Snapshot(jobs, (NodeFree("n", (0,)),)), NOW)
+    result = plan(snap(*jobs, free=(0,)), NOW)
     assert result.order == (3, 2, 4, 1)
     assert result.starts == (Start(3, "n", (0,)),)
 
 
-def test_jobs_behind_a_job_that_does_not_fit_wait_for_priority():
-    jobs = (job(1, gpus=2), job(2, gpus=1, age=1))
-    result = plan(Snapshot(jobs, (NodeFree("n", (0,)),)), NOW)
+def test_an_operators_order_overrides_fifo_within_a_priority():
+    result = plan(snap(job(1), job(2, age=1, order=0.0), free=(0,)), NOW)
+    assert result.order == (2, 1)
+
+
+def test_without_backfill_jobs_behind_a_job_that_does_not_fit_wait_for_priority():
+    result = plan(snap(job(1, gpus=2), job(2, gpus=1, age=1), free=(0,)), NOW)
     assert result.starts == ()
-    assert [(w.job_id, w.reason) for w in result.waits] == [(1, RESOURCES), (2, PRIORITY)]
+    assert reasons(result) == {1: Reason.RESOURCES, 2: Reason.PRIORITY}
     assert result.waits[1].detail == "behind job 1"
 
 
 def test_a_multi_gpu_job_gets_gpus_on_one_node():
-    result = plan(Snapshot((job(1, gpus=2),), (NodeFree("a", (0,)), NodeFree("b", (4, 5)))), NOW)
+    result = plan(snap(job(1, gpus=2), nodes=(NodeFree("a", (0,)), NodeFree("b", (4, 5)))), NOW)
     assert result.starts == (Start(1, "b", (4, 5)),)
 
 
-def test_no_nodes_every_job_waits_with_a_reason():
-    result = plan(Snapshot((job(1), job(2, age=1)), ()), NOW)
-    assert {w.job_id for w in result.waits} == {1, 2}
+# --- ageing and fair share --------------------------------------------------------------------------
 
 
-# --- invariants ---------------------------------------------------------------------------------
+def test_ageing_lifts_a_long_waiting_job_above_newer_higher_priority_work():
+    ageing = Ageing(threshold_seconds=3600, boost_per_hour=5, max_boost=20)
+    old = PendingJob(id=1, gpu_count=1, priority=0, submitted_at=NOW - timedelta(hours=4))
+    new = job(2, priority=10)
+    policies = Policies(ageing=ageing)
+    assert plan(snap(old, new, free=(0,), policies=policies), NOW).starts[0].job_id == 1  # 0 + 15 > 10
+    assert plan(snap(old, new, free=(0,)), NOW).starts[0].job_id == 2
+
+
+def test_ageing_is_capped():
+    assert Ageing(3600, 5, 20).boost(100 * 3600) == 20
+    assert Ageing(3600, 5, 20).boost(1800) == 0
+
+
+def test_fair_share_puts_a_light_users_first_job_before_a_heavy_users_tenth():
+    heavy = [job(i, owner=1, age=i) for i in range(1, 11)]
+    light = job(99, owner=2, age=50)
+    result = plan(
+        snap(*heavy, light, free=(0,), policies=Policies(fair_share=True), user_share={1: 50_000.0}), NOW
+    )
+    assert result.starts == (Start(99, "n", (0,)),)
+    assert plan(snap(*heavy, light, free=(0,)), NOW).starts[0].job_id == 1
+
+
+# --- limits and quotas -------------------------------------------------------------------------------
+
+
+def test_the_global_limit_holds_new_starts():
+    result = plan(
+        snap(job(1), free=(0, 1), run=[running(50)], policies=Policies(limits=Limits(max_concurrent=1))), NOW
+    )
+    assert result.starts == () and reasons(result) == {1: Reason.GLOBAL_LIMIT}
+
+
+def test_a_user_limit_holds_only_that_users_jobs():
+    policies = Policies(limits=Limits(user_max_concurrent=1))
+    result = plan(
+        snap(job(1, owner=7), job(2, owner=8, age=1), run=[running(50, owner=7)], policies=policies), NOW
+    )
+    assert [s.job_id for s in result.starts] == [2]
+    assert reasons(result) == {1: Reason.USER_LIMIT}
+
+
+def test_a_team_limit_holds_the_team_but_not_jobs_without_a_team():
+    policies = Policies(limits=Limits(team_max_concurrent=1))
+    jobs = (job(1, owner=7, team=3), job(2, owner=8, team=None, age=1))
+    result = plan(snap(*jobs, run=[running(50, owner=9, team=3)], policies=policies), NOW)
+    assert [s.job_id for s in result.starts] == [2]
+    assert reasons(result) == {1: Reason.TEAM_LIMIT}
+
+
+def test_a_job_held_by_a_limit_does_not_block_the_jobs_behind_it():
+    policies = Policies(limits=Limits(user_max_concurrent=0))
+    result = plan(
+        snap(
+            job(1, owner=7, priority=30),
+            job(2, owner=8),
+            free=(0,),
+            policies=replace(policies, limits=Limits(user_max_concurrent=1)),
+            run=[running(50, owner=7, node="m")],
+        ),
+        NOW,
+    )
+    assert [s.job_id for s in result.starts] == [2]
+
+
+def test_an_exceeded_quota_holds_new_starts_with_the_numbers():
+    s = snap(job(1, owner=7), job(2, owner=8, age=1), user_quota={7: Quota(daily=3600)}, user_day={7: 3600.0})
+    result = plan(s, NOW)
+    assert [x.job_id for x in result.starts] == [2]
+    assert reasons(result) == {1: Reason.QUOTA}
+    assert "daily quota is used up (1.0 of 1.0 GPU-hours)" in result.waits[0].detail
+
+
+def test_a_team_quota_holds_the_teams_jobs_and_no_quota_is_unlimited():
+    s = snap(
+        job(1, owner=7, team=3),
+        job(2, owner=8, age=1),
+        team_quota={3: Quota(weekly=10)},
+        team_week={3: 11.0},
+        user_day={8: 1e9},
+    )
+    result = plan(s, NOW)
+    assert [x.job_id for x in result.starts] == [2] and reasons(result) == {1: Reason.QUOTA}
+
+
+# --- time windows ------------------------------------------------------------------------------------
+
+
+def test_off_peak_only_jobs_wait_outside_the_window():
+    window = OffPeak(time(22), time(8), "UTC")
+    result = plan(snap(job(1, off_peak_only=True), job(2, age=1), policies=Policies(off_peak=window)), NOW)
+    assert [s.job_id for s in result.starts] == [2]
+    assert reasons(result) == {1: Reason.OFF_PEAK}
+    assert "2026-11-23T22:00:00+00:00" in result.waits[0].detail
+
+
+def test_off_peak_windows_wrap_midnight_in_their_time_zone():
+    window = OffPeak(time(22), time(8), "Europe/Paris")  # UTC+1 in November
+    assert window.contains(datetime(2026, 11, 23, 21, 30, tzinfo=UTC))  # 22:30 in Paris
+    assert window.contains(datetime(2026, 11, 24, 6, 59, tzinfo=UTC))  # 07:59 in Paris
+    assert not window.contains(datetime(2026, 11, 24, 7, 0, tzinfo=UTC))  # 08:00 in Paris
+    assert not window.contains(datetime(2026, 11, 23, 20, 59, tzinfo=UTC))
+
+
+def test_a_daytime_window_does_not_wrap():
+    window = OffPeak(time(1), time(5), "UTC")
+    assert window.contains(datetime(2026, 11, 23, 3, tzinfo=UTC))
+    assert not window.contains(datetime(2026, 11, 23, 23, tzinfo=UTC))
+
+
+def test_without_a_window_off_peak_jobs_never_start():
+    result = plan(snap(job(1, off_peak_only=True)), NOW)
+    assert reasons(result) == {1: Reason.OFF_PEAK}
+
+
+# --- dependencies, conflicts, serial mode, pause, expiry -------------------------------------------------
+
+
+def test_a_job_waits_for_its_dependencies_then_starts():
+    waiting = plan(snap(job(1, depends_on=(50,))), NOW)
+    assert reasons(waiting) == {1: Reason.DEPENDENCY} and "50" in waiting.waits[0].detail
+    assert plan(snap(job(1, depends_on=(50,)), completed=frozenset({50})), NOW).starts[0].job_id == 1
+
+
+def test_a_job_whose_dependency_failed_fails_with_reason_dependency():
+    result = plan(snap(job(1, depends_on=(50, 51)), completed=frozenset({50}), dead=frozenset({51})), NOW)
+    assert [(f.job_id, f.reason) for f in result.fails] == [(1, Reason.DEPENDENCY)]
+    assert "51" in result.fails[0].detail
+
+
+def test_a_conflicting_job_waits_and_names_the_holder():
+    result = plan(
+        snap(
+            job(1, resources=("model:flux-dev",)),
+            job(2, age=1),
+            run=[running(50, node="m", resources=("model:flux-dev",))],
+        ),
+        NOW,
+    )
+    assert [s.job_id for s in result.starts] == [2]
+    assert (
+        result.waits[0].reason == Reason.CONFLICT
+        and result.waits[0].detail == "model:flux-dev is held by job 50"
+    )
+
+
+def test_two_waiting_jobs_wanting_the_same_resource_do_not_start_together():
+    result = plan(snap(job(1, resources=("db",)), job(2, age=1, resources=("db",))), NOW)
+    assert [s.job_id for s in result.starts] == [1] and reasons(result) == {2: Reason.CONFLICT}
+
+
+def test_serial_mode_runs_one_job_at_a_time_globally_or_per_node():
+    nodes = (NodeFree("a", (0, 1)), NodeFree("b", (0, 1)))
+    glob = plan(snap(job(1), job(2, age=1), nodes=nodes, policies=Policies(serial="global")), NOW)
+    assert [s.job_id for s in glob.starts] == [1] and reasons(glob) == {2: Reason.SERIAL}
+    per_node = plan(
+        snap(job(1), job(2, age=1), job(3, age=2), nodes=nodes, policies=Policies(serial="node")), NOW
+    )
+    assert sorted(s.node for s in per_node.starts) == ["a", "b"] and 3 in reasons(per_node)
+
+
+def test_a_paused_queue_starts_nothing():
+    result = plan(snap(job(1), policies=Policies(queue_paused=True)), NOW)
+    assert result.starts == () and reasons(result) == {1: Reason.QUEUE_PAUSED}
+
+
+def test_jobs_waiting_too_long_expire():
+    old = PendingJob(id=1, gpu_count=1, priority=10, submitted_at=NOW - timedelta(hours=5))
+    result = plan(snap(old, job(2), policies=Policies(expiry_seconds=4 * 3600)), NOW)
+    assert [(f.job_id, f.reason) for f in result.fails] == [(1, Reason.EXPIRED)]
+    assert [s.job_id for s in result.starts] == [2]
+
+
+# --- backfill and preemption --------------------------------------------------------------------------
+
+
+def test_backfill_starts_a_short_job_that_ends_before_the_big_jobs_reservation():
+    # Node of 2 GPUs: one busy until +30 min (time limit). Top job needs 2 → reserved at +30 min.
+    busy = running(50, gpus=1, minutes_ago=30, time_limit=3600)
+    jobs = (job(1, gpus=2, time_limit=3600), job(2, gpus=1, age=1, time_limit=600), job(3, gpus=1, age=2))
+    strict = plan(snap(*jobs, free=(1,), run=[busy]), NOW)
+    assert strict.starts == () and reasons(strict) == {
+        1: Reason.RESOURCES,
+        2: Reason.PRIORITY,
+        3: Reason.PRIORITY,
+    }
+    result = plan(snap(*jobs, free=(1,), run=[busy], policies=Policies(backfill=True)), NOW)
+    assert result.starts == (Start(2, "n", (1,)),)  # 10 min < 30 min: cannot delay job 1
+    assert reasons(result) == {1: Reason.RESOURCES, 3: Reason.RESOURCES}  # 3 has no time limit: it could
+    assert result.reservations[0].job_id == 1 and result.reservations[0].start == NOW + timedelta(minutes=30)
+
+
+def test_a_reservation_counts_the_gpus_of_jobs_started_before_it():
+    # Job 1 takes one of two free GPUs for good (no time limit). Job 2 needs two: not now (one is
+    # job 1's), but when job 50 gives its GPU back at its time limit. Job 3 needs three: never.
+    busy = running(50, gpus=1, minutes_ago=0, time_limit=600)
+    result = plan(
+        snap(
+            job(1),
+            job(2, gpus=2, age=1, time_limit=60),
+            job(3, gpus=3, age=2),
+            free=(0, 1),
+            run=[busy],
+            nodes=(NodeFree("n", (0, 1)),),
+            policies=Policies(backfill=True),
+        ),
+        NOW,
+    )
+    assert result.starts == (Start(1, "n", (0,)),)
+    assert [(r.job_id, r.start) for r in result.reservations] == [(2, NOW + timedelta(minutes=10))]
+    finite = plan(
+        snap(
+            job(1, time_limit=300),
+            job(2, gpus=2, age=1, time_limit=60),
+            free=(0, 1),
+            run=[busy],
+            policies=Policies(backfill=True),
+        ),
+        NOW,
+    )
+    assert finite.reservations[0].start == NOW + timedelta(seconds=300)  # when job 1 must have ended
+
+
+def test_backfill_uses_a_node_the_reservation_does_not_need():
+    nodes = (NodeFree("a", ()), NodeFree("b", (0,)))
+    busy = running(50, node="a", gpus=2, minutes_ago=0, time_limit=600)
+    result = plan(
+        snap(
+            job(1, gpus=2, time_limit=60),
+            job(2, age=1),
+            nodes=nodes,
+            run=[busy],
+            policies=Policies(backfill=True),
+        ),
+        NOW,
+    )
+    assert result.starts == (Start(2, "b", (0,)),)  # job 1 is reserved on a; b is not needed
+
+
+def test_preemption_stops_low_priority_preemptible_jobs_for_an_urgent_one():
+    victims = [
+        running(50, gpus=1, priority=0, preemptible=True, minutes_ago=5),
+        running(51, gpus=1, priority=0, preemptible=True, minutes_ago=1),
+    ]
+    urgent = job(1, gpus=1, priority=30)
+    off = plan(snap(urgent, free=(), run=victims), NOW)
+    assert off.preempts == () and reasons(off) == {1: Reason.RESOURCES}
+    result = plan(snap(urgent, free=(), run=victims, policies=Policies(preemption=Preemption(30, 0))), NOW)
+    assert result.preempts == (Preempt(51, 1),)  # the most recently started of the lowest tier
+    assert reasons(result) == {1: Reason.PREEMPTING}
+
+
+def test_preemption_spares_jobs_not_marked_preemptible_or_above_the_victim_tier():
+    run = [running(50, priority=0, preemptible=False), running(51, priority=10, preemptible=True)]
+    result = plan(
+        snap(job(1, priority=30), free=(), run=run, policies=Policies(preemption=Preemption(30, 0))), NOW
+    )
+    assert result.preempts == ()
+
+
+# --- invariants ---------------------------------------------------------------------------------------
 
 pending_jobs = st.lists(
     st.builds(
         PendingJob,
-        id=st.integers(1, 10_000),
-        gpu_count=st.integers(1, 4),
+        id=st.integers(1, 500),
+        gpu_count=st.integers(1, 3),
         priority=st.sampled_from([-10, 0, 10, 20, 30]),
-        submitted_at=st.integers(0, 5000).map(lambda s: NOW - timedelta(seconds=s)),
+        submitted_at=st.integers(0, 20_000).map(lambda s: NOW - timedelta(seconds=s)),
+        owner=st.integers(1, 4),
+        team=st.sampled_from([None, 1, 2]),
+        off_peak_only=st.booleans(),
+        depends_on=st.lists(st.integers(600, 605), max_size=2).map(tuple),
+        resources=st.lists(st.sampled_from(["model:a", "model:b"]), max_size=1).map(tuple),
+        time_limit=st.sampled_from([None, 60.0, 600.0, 3600.0]),
     ),
-    max_size=40,
+    max_size=25,
     unique_by=lambda j: j.id,
 )
-node_sets = st.lists(
-    st.tuples(st.text("abcdefgh", min_size=1, max_size=3), st.sets(st.integers(0, 7), max_size=8)),
-    max_size=5,
-    unique_by=lambda n: n[0],
-).map(lambda nodes: tuple(NodeFree(name, tuple(sorted(free))) for name, free in nodes))
+running_jobs = st.lists(
+    st.builds(
+        RunningJob,
+        id=st.integers(1000, 1100),
+        node=st.sampled_from(["a", "b", "c"]),
+        gpu_count=st.integers(1, 2),
+        started_at=st.integers(0, 7200).map(lambda s: NOW - timedelta(seconds=s)),
+        owner=st.integers(1, 4),
+        team=st.sampled_from([None, 1, 2]),
+        priority=st.sampled_from([-10, 0, 10]),
+        resources=st.lists(st.sampled_from(["model:a", "model:b"]), max_size=1).map(tuple),
+        time_limit=st.sampled_from([None, 3600.0, 9000.0]),
+        preemptible=st.booleans(),
+    ),
+    max_size=6,
+    unique_by=lambda r: r.id,
+)
+node_sets = st.fixed_dictionaries(
+    {name: st.sets(st.integers(0, 3), max_size=4) for name in ("a", "b", "c")}
+).map(lambda d: tuple(NodeFree(name, tuple(sorted(free))) for name, free in d.items()))
+policy_sets = st.builds(
+    Policies,
+    limits=st.builds(
+        Limits,
+        max_concurrent=st.sampled_from([None, 2, 5]),
+        user_max_concurrent=st.sampled_from([None, 1, 2]),
+        team_max_concurrent=st.sampled_from([None, 1, 3]),
+    ),
+    fair_share=st.booleans(),
+    ageing=st.sampled_from([None, Ageing(600, 10, 20)]),
+    off_peak=st.sampled_from([None, OffPeak(time(22), time(8), "UTC"), OffPeak(time(11), time(13), "UTC")]),
+    serial=st.sampled_from([None, "global", "node"]),
+    backfill=st.booleans(),
+    preemption=st.sampled_from([None, Preemption(30, 0)]),
+    queue_paused=st.sampled_from([False, False, False, True]),
+)
 
 
-@settings(max_examples=300, deadline=None)
-@given(pending_jobs, node_sets)
-def test_invariants(jobs, nodes):
-    snapshot = Snapshot(tuple(jobs), nodes)
-    result = plan(snapshot, NOW)
+@settings(max_examples=400, deadline=None)
+@given(
+    pending_jobs,
+    running_jobs,
+    node_sets,
+    policy_sets,
+    st.dictionaries(st.integers(1, 4), st.builds(Quota, daily=st.sampled_from([None, 100.0]))),
+    st.dictionaries(st.integers(1, 4), st.floats(0, 200)),
+    st.frozensets(st.integers(600, 605)),
+    st.frozensets(st.integers(600, 605)),
+)
+def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed, dead):
+    dead = dead - completed
+    s = Snapshot(
+        tuple(jobs),
+        nodes,
+        tuple(run),
+        policies,
+        user_day=user_day,
+        user_quota=user_quota,
+        completed=completed,
+        dead=dead,
+    )
+    result = plan(s, NOW)
     by_id = {j.id: j for j in jobs}
     free = {n.name: set(n.free) for n in nodes}
+    started = [x.job_id for x in result.starts]
 
-    # Every pending job either starts or waits with a reason, never both.
-    started = [s.job_id for s in result.starts]
-    waiting = [w.job_id for w in result.waits]
-    assert sorted(started + waiting) == sorted(by_id)
-    assert all(w.reason in (PRIORITY, RESOURCES) and w.detail for w in result.waits)
+    # Every waiting job is accounted for exactly once: it starts, waits with a reason, or fails.
+    accounted = started + [w.job_id for w in result.waits] + [f.job_id for f in result.fails]
+    assert sorted(accounted) == sorted(by_id)
+    assert all(w.reason in set(Reason) and w.detail for w in result.waits)
 
-    # GPUs are never over-allocated: each start gets exactly its count of free GPUs on one node, and no
-    # GPU goes to two jobs.
-    given_out: set[tuple[str, int]] = set()
-    for start in result.starts:
-        assert len(start.gpus) == by_id[start.job_id].gpu_count
-        assert set(start.gpus) <= free[start.node]
-        pairs = {(start.node, g) for g in start.gpus}
-        assert not pairs & given_out
-        given_out |= pairs
+    # GPUs are never over-allocated.
+    given_out = set()
+    for x in result.starts:
+        assert len(x.gpus) == by_id[x.job_id].gpu_count and set(x.gpus) <= free[x.node]
+        assert not {(x.node, g) for g in x.gpus} & given_out
+        given_out |= {(x.node, g) for g in x.gpus}
 
-    # Strict order: the started jobs are a prefix of the queue order.
-    assert tuple(started) == result.order[: len(started)]
-    assert list(result.order) == [j.id for j in sorted(jobs, key=queue_key)]
+    if policies.queue_paused:
+        assert not started
+    # Limits are never exceeded by a start.
+    lim = policies.limits
+    after_users = Counter([r.owner for r in run] + [by_id[j].owner for j in started])
+    after_teams = Counter([r.team for r in run if r.team] + [by_id[j].team for j in started if by_id[j].team])
+    if started and lim.max_concurrent is not None:
+        assert len(run) + len(started) <= max(lim.max_concurrent, len(run))
+    if lim.user_max_concurrent is not None:
+        assert all(
+            after_users[by_id[j].owner]
+            <= max(lim.user_max_concurrent, Counter(r.owner for r in run)[by_id[j].owner])
+            for j in started
+        )
+    if lim.team_max_concurrent is not None:
+        assert all(
+            after_teams[by_id[j].team]
+            <= max(lim.team_max_concurrent, Counter(r.team for r in run)[by_id[j].team])
+            for j in started
+            if by_id[j].team
+        )
+    for j in started:
+        job_ = by_id[j]
+        # Quotas: no start for a user whose quota is used up.
+        q = user_quota.get(job_.owner)
+        assert not (q and q.daily is not None and user_day.get(job_.owner, 0.0) >= q.daily)
+        # Dependencies and windows are respected.
+        assert set(job_.depends_on) <= completed
+        assert not job_.off_peak_only or (policies.off_peak and policies.off_peak.contains(NOW))
+        # No conflict with a running job's or another start's resources.
+        held = {res for r in run for res in r.resources}
+        assert not set(job_.resources) & held
+    assert all(set(by_id[f.job_id].depends_on) & dead for f in result.fails if f.reason == Reason.DEPENDENCY)
+    starts_res = [res for j in started for res in by_id[j].resources]
+    assert len(starts_res) == len(set(starts_res))
+    if policies.serial == "global":
+        assert len(started) <= (0 if run else 1)
 
-    # Deterministic.
-    assert plan(Snapshot(tuple(reversed(jobs)), nodes), NOW) == result
+    # Strict order without backfill: starts never pass a job that waits for GPUs.
+    if not policies.backfill:
+        blocked = [w.job_id for w in result.waits if w.reason == Reason.RESOURCES]
+        if blocked:
+            rank = {jid: i for i, jid in enumerate(result.order)}
+            assert all(rank[j] < rank[blocked[0]] for j in started)
+
+    # Backfill never delays a reservation: at each reserved start, with every job started now running
+    # to its time limit, the reserved node still has the GPUs.
+    ends = {}
+    for r in run:
+        ends.setdefault(r.node, []).append(
+            (r.started_at.timestamp() + r.time_limit if r.time_limit else INF, r.gpu_count)
+        )
+    for x in result.starts:
+        t = by_id[x.job_id].time_limit
+        ends.setdefault(x.node, []).append((NOW.timestamp() + t if t else INF, -x.gpus.__len__()))
+    for k, res in enumerate(result.reservations):
+        at = res.start.timestamp()
+        free_then = len(free[res.node]) + sum(g for end, g in ends.get(res.node, []) if g > 0 and end <= at)
+        free_then -= sum(-g for end, g in ends.get(res.node, []) if g < 0 and end > at)
+        for earlier in result.reservations[:k]:
+            t = by_id[earlier.job_id].time_limit or INF
+            if earlier.node == res.node and earlier.start.timestamp() <= at < earlier.start.timestamp() + t:
+                free_then -= earlier.gpu_count
+        assert free_then >= res.gpu_count, (res, result)
+
+    # Deterministic, whatever the input order.
+    assert plan(replace(s, pending=tuple(reversed(jobs))), NOW) == result
+    assert [j.id for j in queue_order(s, NOW)] == list(result.order)

@@ -47,7 +47,7 @@ def test_a_stale_job_with_no_attempts_left_fails(alice, node):
 
 def test_a_stale_job_whose_cancel_was_requested_ends_cancelled(alice, node):
     job = dispatch(make_job(alice))
-    Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+    Job.objects.filter(pk=job.pk).update(stop_request="cancel", stop_requested_at=timezone.now())
     go_stale(job)
     reap()
     assert Job.objects.get(pk=job.pk).status == Status.CANCELLED

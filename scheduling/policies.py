@@ -1,0 +1,182 @@
+"""Scheduling policies stored in the database: the config each type takes, its validation, and the
+planner's `Policies` built from the enabled rows."""
+
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+from django.core.exceptions import ValidationError
+
+from scheduling import planner
+from scheduling.models import PolicyType, SchedulingPolicy
+
+_COUNT = {"type": ["integer", "null"], "minimum": 0}
+_HHMM = {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}
+_TZ = {"type": "string", "minLength": 1}
+
+# Each type's config: JSON schema (properties are optional; defaults apply) and its defaults.
+SCHEMAS: dict[str, dict] = {
+    PolicyType.CONCURRENCY: {
+        "properties": {"max_concurrent": _COUNT, "user_max_concurrent": _COUNT, "team_max_concurrent": _COUNT}
+    },
+    PolicyType.FAIR_SHARE: {"properties": {"half_life_hours": {"type": "number", "exclusiveMinimum": 0}}},
+    PolicyType.AGEING: {
+        "properties": {
+            "starvation_threshold_minutes": {"type": "number", "minimum": 0},
+            "boost_per_hour": {"type": "number", "minimum": 0},
+            "max_boost": {"type": "number", "minimum": 0},
+        }
+    },
+    PolicyType.QUOTA: {
+        "properties": {
+            "timezone": _TZ,
+            "warn_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        }
+    },
+    PolicyType.OFF_PEAK: {"properties": {"start": _HHMM, "end": _HHMM, "timezone": _TZ}},
+    PolicyType.APPROVAL: {
+        "properties": {
+            "max_cost": {"type": ["number", "null"], "minimum": 0},
+            "price_per_gpu_hour": {
+                "type": "object",
+                "additionalProperties": {"type": "number", "minimum": 0},
+            },
+            "max_gpus": _COUNT,
+            "levels": {"type": "array", "items": {"enum": ["admin", "lead", "researcher", "viewer"]}},
+        }
+    },
+    PolicyType.SERIAL: {"properties": {"scope": {"enum": ["global", "node"]}}},
+    PolicyType.EXPIRY: {
+        "properties": {"max_wait_hours": {"type": "number", "exclusiveMinimum": 0}},
+        "required": ["max_wait_hours"],
+    },
+    PolicyType.BACKFILL: {"properties": {"depth": {"type": "integer", "minimum": 1, "maximum": 10000}}},
+    PolicyType.PREEMPTION: {
+        "properties": {"min_priority": {"type": "integer"}, "max_victim_priority": {"type": "integer"}}
+    },
+    PolicyType.QUEUE_PAUSE: {"properties": {"reason": {"type": "string", "maxLength": 300}}},
+}
+DEFAULTS: dict[str, dict] = {
+    PolicyType.FAIR_SHARE: {"half_life_hours": 24},
+    PolicyType.AGEING: {"starvation_threshold_minutes": 60, "boost_per_hour": 1, "max_boost": 20},
+    PolicyType.QUOTA: {"timezone": "UTC", "warn_fraction": 0.8},
+    PolicyType.OFF_PEAK: {"start": "22:00", "end": "08:00", "timezone": "UTC"},
+    PolicyType.APPROVAL: {"price_per_gpu_hour": {"*": 1.0}, "levels": []},
+    PolicyType.SERIAL: {"scope": "global"},
+    PolicyType.BACKFILL: {"depth": 100},
+    PolicyType.PREEMPTION: {"min_priority": 30, "max_victim_priority": 0},
+}
+
+
+def validate_config(policy_type: str, config) -> dict:
+    """Return the config with defaults filled in, or raise ValidationError naming the problem."""
+    if policy_type not in SCHEMAS:
+        raise ValidationError({"type": f"unknown policy type {policy_type!r}; one of {', '.join(SCHEMAS)}"})
+    if not isinstance(config, dict):
+        raise ValidationError({"config": "must be a JSON object"})
+    schema = {"type": "object", "additionalProperties": False, **SCHEMAS[policy_type]}
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        raise ValidationError(
+            {"config": [f"{'.'.join(map(str, e.absolute_path)) or policy_type}: {e.message}" for e in errors]}
+        )
+    merged = {**DEFAULTS.get(policy_type, {}), **config}
+    if "timezone" in merged:
+        try:
+            ZoneInfo(merged["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError({"config": f"timezone: unknown time zone {merged['timezone']!r}"}) from None
+    if policy_type == PolicyType.OFF_PEAK and merged["start"] == merged["end"]:
+        raise ValidationError({"config": "start and end must differ (22:00–08:00 wraps midnight)"})
+    return merged
+
+
+def _hhmm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def enabled_configs() -> dict[str, dict]:
+    return {
+        row.type: {**DEFAULTS.get(row.type, {}), **row.config}
+        for row in SchedulingPolicy.objects.filter(enabled=True)
+    }
+
+
+def to_planner(configs: dict[str, dict]) -> planner.Policies:
+    """The planner's view of the enabled policies."""
+    limits = configs.get(PolicyType.CONCURRENCY, {})
+    ageing = configs.get(PolicyType.AGEING)
+    off_peak = configs.get(PolicyType.OFF_PEAK)
+    expiry = configs.get(PolicyType.EXPIRY)
+    preemption = configs.get(PolicyType.PREEMPTION)
+    return planner.Policies(
+        limits=planner.Limits(
+            max_concurrent=limits.get("max_concurrent"),
+            user_max_concurrent=limits.get("user_max_concurrent"),
+            team_max_concurrent=limits.get("team_max_concurrent"),
+        ),
+        fair_share=PolicyType.FAIR_SHARE in configs,
+        ageing=planner.Ageing(
+            threshold_seconds=ageing["starvation_threshold_minutes"] * 60,
+            boost_per_hour=ageing["boost_per_hour"],
+            max_boost=ageing["max_boost"],
+        )
+        if ageing
+        else None,
+        off_peak=planner.OffPeak(_hhmm(off_peak["start"]), _hhmm(off_peak["end"]), off_peak["timezone"])
+        if off_peak
+        else None,
+        serial=configs[PolicyType.SERIAL]["scope"] if PolicyType.SERIAL in configs else None,
+        expiry_seconds=expiry["max_wait_hours"] * 3600 if expiry else None,
+        backfill=PolicyType.BACKFILL in configs,
+        backfill_depth=configs.get(PolicyType.BACKFILL, {}).get("depth", 100),
+        preemption=planner.Preemption(preemption["min_priority"], preemption["max_victim_priority"])
+        if preemption
+        else None,
+        queue_paused=PolicyType.QUEUE_PAUSE in configs,
+    )
+
+
+def approval_reason(
+    configs: dict[str, dict],
+    *,
+    level: str,
+    gpu_count: int,
+    time_limit_seconds: float | None,
+    gpu_models: list[str],
+    default_runtime: float,
+) -> str | None:
+    """Why a new job must be approved before it may run, or None. Admins' jobs never wait for approval."""
+    from fnmatch import fnmatchcase
+
+    rule = configs.get(PolicyType.APPROVAL)
+    if not rule or level == "admin":
+        return None
+    if level in rule.get("levels", []):
+        return f"jobs of {level}s need approval"
+    if rule.get("max_gpus") is not None and gpu_count > rule["max_gpus"]:
+        return f"{gpu_count} GPUs is more than {rule['max_gpus']} without approval"
+    if rule.get("max_cost") is not None:
+        prices = rule.get("price_per_gpu_hour", {})
+        matching = [
+            price for pattern, price in prices.items() if any(fnmatchcase(m, pattern) for m in gpu_models)
+        ]
+        price = max(matching, default=prices.get("*", 0.0))
+        hours = (time_limit_seconds or default_runtime) / 3600
+        cost = gpu_count * hours * price
+        if cost > rule["max_cost"]:
+            return f"estimated cost {cost:.2f} ({gpu_count} GPU × {hours:.1f} h × {price:g}) exceeds {rule['max_cost']:g}"
+    return None
+
+
+def set_policy(policy_type: str, *, enabled: bool, config: dict | None = None) -> SchedulingPolicy:
+    """Create or update the policy of a type (validated on save)."""
+    row = SchedulingPolicy.objects.filter(type=policy_type).first() or SchedulingPolicy(type=policy_type)
+    if config is not None:
+        row.config = config
+    row.enabled = enabled
+    row.save()
+    return row
