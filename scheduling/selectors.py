@@ -1,13 +1,13 @@
 """Reads: the planner's snapshot, the queue as users see it, and which jobs a user may see."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from accounts.permissions import is_admin
-from gpus.models import Allocation, Gpu, NodeStatus
+from gpus.models import Allocation, Gpu, Node, NodeStatus
 from gpus.placement import NodeFree
 from scheduling import planner, policies, usage
 from scheduling.models import GpuQuota, Job, PolicyType
@@ -93,8 +93,11 @@ def running_jobs() -> tuple[planner.RunningJob, ...]:
 
 
 def free_gpus() -> tuple[NodeFree, ...]:
+    """Every online node (busy ones too: their GPUs come back in plans of the future) with its free GPUs."""
     held = Allocation.objects.active().values("gpu_id")
-    free: dict[str, list[int]] = {}
+    free: dict[str, list[int]] = {
+        name: [] for name in Node.objects.filter(status=NodeStatus.ONLINE).values_list("name", flat=True)
+    }
     for node_name, index in (
         Gpu.objects.filter(node__status=NodeStatus.ONLINE, healthy=True)
         .exclude(id__in=held)
@@ -166,28 +169,66 @@ def visible_jobs(user) -> QuerySet[Job]:
 @dataclass(frozen=True)
 class QueueEntry:
     job: Job
-    position: int | None  # 1-based among pending jobs; None for running ones
+    position: int | None  # 1-based among pending jobs; None for others
     estimated_start: datetime | None = None
 
 
-def queue(now: datetime | None = None) -> tuple[list[QueueEntry], list[QueueEntry]]:
-    """(running, pending): jobs holding GPUs, then pending jobs in the planner's own order, each with
-    its estimated start (scheduling.estimates)."""
+@dataclass(frozen=True)
+class QueueView:
+    running: list[QueueEntry]  # dispatched and running, oldest start first
+    pending: list[QueueEntry]  # in the planner's order, with position and estimated start
+    held: list[QueueEntry]  # scheduled, blocked and paused
+
+
+HELD = (Status.SCHEDULED, Status.BLOCKED, Status.PAUSED)
+
+
+def queue(now: datetime | None = None) -> QueueView:
     from scheduling.estimates import estimate_starts
 
     now = now or timezone.now()
-    active = list(
-        Job.objects.filter(status__in=HOLDS_GPUS).select_related("owner", "node").order_by("started_at", "id")
-    )
+    jobs = Job.objects.select_related("owner", "node", "team")
+    active = list(jobs.filter(status__in=HOLDS_GPUS).order_by("started_at", "id"))
     snap = snapshot(now)
     ordered = planner.queue_order(snap, now)
     estimates = estimate_starts(snap, now)
-    jobs = Job.objects.select_related("owner").in_bulk([j.id for j in ordered])
-    return (
-        [QueueEntry(job, None) for job in active],
-        [
-            QueueEntry(jobs[j.id], position, estimates.get(j.id))
+    by_id = jobs.in_bulk([j.id for j in ordered])
+    held = list(jobs.filter(status__in=HELD).order_by("start_after", "submitted_at", "id"))
+    return QueueView(
+        running=[QueueEntry(job, None) for job in active],
+        pending=[
+            QueueEntry(by_id[j.id], position, estimates.get(j.id))
             for position, j in enumerate(ordered, start=1)
-            if j.id in jobs
+            if j.id in by_id
+        ],
+        held=[
+            QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in held
         ],
     )
+
+
+def queue_stats(now: datetime | None = None) -> dict:
+    """Counts for the queue's header (seed 001's /queue/stats)."""
+    now = now or timezone.now()
+    by_status = dict(Job.objects.exclude(status__in=TERMINAL).values_list("status").annotate(n=Count("id")))
+    by_user = dict(
+        Job.objects.filter(status__in=[Status.PENDING, *HOLDS_GPUS])
+        .values_list("owner__username")
+        .annotate(n=Count("id"))
+    )
+    recent = Job.objects.filter(started_at__gte=now - timedelta(hours=24)).values_list(
+        "submitted_at", "started_at"
+    )
+    waits = [(started - submitted).total_seconds() for submitted, started in recent]
+    limits = policies.enabled_configs().get(PolicyType.CONCURRENCY, {})
+    return {
+        "queue_depth": by_status.get(Status.PENDING, 0),
+        "running": sum(by_status.get(s, 0) for s in HOLDS_GPUS),
+        "max_concurrent": limits.get("max_concurrent"),
+        "user_max_concurrent": limits.get("user_max_concurrent"),
+        "team_max_concurrent": limits.get("team_max_concurrent"),
+        "avg_wait_seconds": round(sum(waits) / len(waits), 1) if waits else None,
+        "by_status": by_status,
+        "by_user": by_user,
+        "queue_paused": PolicyType.QUEUE_PAUSE in policies.enabled_configs(),
+    }

@@ -8,5 +8,14 @@ from scheduling import selectors
 
 @login_required
 def queue_page(request):
-    running, pending = selectors.queue()
-    return render(request, "scheduling/queue.html", {"running": running, "pending": pending})
+    view = selectors.queue()
+    return render(
+        request,
+        "scheduling/queue.html",
+        {
+            "running": view.running,
+            "pending": view.pending,
+            "held": view.held,
+            "stats": selectors.queue_stats(),
+        },
+    )

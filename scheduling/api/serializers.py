@@ -1,8 +1,14 @@
 """Input and output shapes of the jobs API."""
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from scheduling.models import Job, JobStateTransition, JobTemplate
+from accounts.models import Team
+from scheduling.models import Job, JobStateTransition, JobTemplate, SchedulingPolicy
+from scheduling.policies import validate_config
+
+User = get_user_model()
 
 
 class JobSubmitIn(serializers.Serializer):
@@ -27,6 +33,23 @@ class JobSubmitIn(serializers.Serializer):
     priority = serializers.IntegerField(min_value=-1000, max_value=1000, required=False)
     time_limit_seconds = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     max_attempts = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    start_after = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Start no earlier than this."
+    )
+    off_peak_only = serializers.BooleanField(
+        required=False, help_text="Start only inside the off-peak window."
+    )
+    depends_on = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        help_text="Ids of jobs that must complete first.",
+    )
+    resources = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text='Named resources held exclusively, e.g. ["model:flux-dev"].',
+    )
+    preemptible = serializers.BooleanField(required=False, help_text="May be stopped for urgent work.")
 
     def validate(self, data):
         if ("template" in data) == ("argv" in data):
@@ -77,7 +100,15 @@ class JobOut(serializers.ModelSerializer):
             "node",
             "gpu_indices",
             "cancel_requested",
+            "stop_request",
+            "start_after",
+            "off_peak_only",
+            "depends_on",
+            "resources",
+            "preemptible",
         ]
+
+    depends_on = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     def get_cancel_requested(self, job) -> bool:
         return job.stop_request == "cancel"
@@ -102,15 +133,19 @@ class QueueJobOut(serializers.Serializer):
     position = serializers.IntegerField(allow_null=True)
     wait_reason = serializers.CharField(source="job.wait_reason")
     wait_detail = serializers.CharField(source="job.wait_detail")
+    team = serializers.CharField(source="job.team.name", default=None)
     node = serializers.CharField(source="job.node.name", default=None)
     gpu_indices = serializers.ListField(source="job.gpu_indices", child=serializers.IntegerField())
     submitted_at = serializers.DateTimeField(source="job.submitted_at")
     started_at = serializers.DateTimeField(source="job.started_at", allow_null=True)
+    estimated_start = serializers.DateTimeField(allow_null=True)
+    off_peak_only = serializers.BooleanField(source="job.off_peak_only")
 
 
 class QueueOut(serializers.Serializer):
     running = QueueJobOut(many=True)
     pending = QueueJobOut(many=True)
+    held = QueueJobOut(many=True, help_text="scheduled, blocked (awaiting approval) and paused jobs")
 
 
 class TemplateOut(serializers.ModelSerializer):
@@ -130,3 +165,63 @@ class LogOut(serializers.Serializer):
     job = serializers.IntegerField()
     lines = serializers.ListField(child=serializers.CharField())
     truncated = serializers.BooleanField()
+
+
+class ReasonIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class RejectIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=300)
+
+
+class PriorityIn(serializers.Serializer):
+    priority = serializers.IntegerField(min_value=-1000, max_value=1000)
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class ReorderIn(serializers.Serializer):
+    job = serializers.IntegerField(min_value=1)
+    priority = serializers.IntegerField(min_value=-1000, max_value=1000, required=False)
+    before = serializers.IntegerField(min_value=1, required=False, help_text="place just before this job")
+    after = serializers.IntegerField(min_value=1, required=False, help_text="place just after this job")
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+    def validate(self, data):
+        if "before" in data and "after" in data:
+            raise serializers.ValidationError({"before": "give before or after, not both"})
+        return data
+
+
+class ConcurrencyIO(serializers.Serializer):
+    max_concurrent = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    user_max_concurrent = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    team_max_concurrent = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+
+class QuotaIn(serializers.Serializer):
+    user = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all(), required=False)
+    team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.all(), required=False)
+    daily_gpu_seconds = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    weekly_gpu_seconds = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+
+    def validate(self, data):
+        if ("user" in data) == ("team" in data):
+            raise serializers.ValidationError({"user": "give a user or a team"})
+        return data
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SchedulingPolicy
+        fields = ["id", "type", "config", "enabled", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+    def validate(self, data):
+        policy_type = data.get("type", self.instance.type if self.instance else None)
+        config = data.get("config", self.instance.config if self.instance else {})
+        try:
+            data["config"] = validate_config(policy_type, config)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return data

@@ -13,7 +13,6 @@ from scheduling.api.serializers import (
     JobOut,
     JobSubmitIn,
     LogOut,
-    QueueOut,
     TemplateOut,
 )
 from scheduling.models import JobTemplate
@@ -85,13 +84,6 @@ class JobLog(APIView):
             return Response({"lines": ["a whole number from 1 to 10000"]}, status=status.HTTP_400_BAD_REQUEST)
         lines, truncated = logs.tail(job.log_path, int(raw))
         return Response({"job": job.pk, "lines": lines, "truncated": truncated})
-
-
-class Queue(APIView):
-    @extend_schema(responses=QueueOut)
-    def get(self, request):
-        running, pending = selectors.queue()
-        return Response(QueueOut({"running": running, "pending": pending}).data)
 
 
 class TemplateList(APIView):

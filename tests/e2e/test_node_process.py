@@ -125,6 +125,7 @@ def test_sigkill_of_the_node_never_leaves_a_job_running_nor_runs_it_twice(root, 
         message="the job to run",
     )
     child_pid = job.pid
+    wait_for(lambda: marks.exists() and "start 1" in marks.read_text(), message="attempt 1 to begin its work")
     cluster_groups = _children_groups(node.pid)
     assert len(cluster_groups) >= 2  # the node's own group and its cluster's
     for pgid in cluster_groups:  # the node process and its whole django-q2 cluster, at once

@@ -1,0 +1,76 @@
+"""API views for acting on one job beyond submit and cancel: pause, resume, approve, reject, priority."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import is_lead_or_admin
+from scheduling import selectors, services
+from scheduling.api.serializers import JobOut, PriorityIn, ReasonIn, RejectIn
+from scheduling.models import Job
+from scheduling.states import Status
+
+
+def _job_for(request, job_id: int, *, any_job: bool = False) -> Job:
+    """The job, if the user may see it; leads and admins may act on jobs beyond their own where the
+    action allows it (approve, reject, priority), and the service checks the rest."""
+    wide = any_job and is_lead_or_admin(request.user)
+    jobs = (
+        Job.objects.select_related("owner", "node", "template")
+        if wide
+        else selectors.visible_jobs(request.user)
+    )
+    return get_object_or_404(jobs, pk=job_id)
+
+
+class _JobAction(APIView):
+    """POST with an optional reason; calls `service(job=…, user=…, reason=…)`."""
+
+    service = None
+    input = ReasonIn
+    any_job = False
+
+    @extend_schema(request=ReasonIn, responses={200: JobOut, 202: JobOut})
+    def post(self, request, job_id: int):
+        data = self.input(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = type(self).service(
+            job=_job_for(request, job_id, any_job=self.any_job), user=request.user, **data.validated_data
+        )
+        accepted = job.status == Status.RUNNING  # asked to stop; the executor finishes it
+        return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK)
+
+
+class JobPause(_JobAction):
+    service = services.job_pause
+
+
+class JobResume(_JobAction):
+    service = services.job_resume
+
+
+class JobApprove(_JobAction):
+    service = services.job_approve
+    any_job = True
+
+
+class JobReject(_JobAction):
+    service = services.job_reject
+    input = RejectIn
+    any_job = True
+
+    @extend_schema(request=RejectIn, responses=JobOut)
+    def post(self, request, job_id: int):
+        return super().post(request, job_id)
+
+
+class JobPriority(_JobAction):
+    service = services.job_set_priority
+    input = PriorityIn
+    any_job = True
+
+    @extend_schema(request=PriorityIn, responses=JobOut)
+    def post(self, request, job_id: int):
+        return super().post(request, job_id)
