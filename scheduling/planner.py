@@ -12,10 +12,12 @@ reservation and a lower job may start only if, run to its time limit, it cannot 
 
 import enum
 import math
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gpus.placement import NodeFree, place
@@ -38,6 +40,21 @@ class Reason(enum.StrEnum):
     QUEUE_PAUSED = "queue_paused"
     EXPIRED = "expired"
 
+
+R_PRIORITY, R_RESOURCES, R_GLOBAL_LIMIT = Reason.PRIORITY, Reason.RESOURCES, Reason.GLOBAL_LIMIT
+R_USER_LIMIT, R_TEAM_LIMIT, R_QUOTA, R_OFF_PEAK = (
+    Reason.USER_LIMIT,
+    Reason.TEAM_LIMIT,
+    Reason.QUOTA,
+    Reason.OFF_PEAK,
+)
+R_DEPENDENCY, R_CONFLICT, R_SERIAL, R_PREEMPTING = (
+    Reason.DEPENDENCY,
+    Reason.CONFLICT,
+    Reason.SERIAL,
+    Reason.PREEMPTING,
+)
+R_QUEUE_PAUSED, R_EXPIRED = Reason.QUEUE_PAUSED, Reason.EXPIRED
 
 # --- policies -----------------------------------------------------------------------------------
 
@@ -125,10 +142,14 @@ class PendingJob:
     depends_on: tuple[int, ...] = ()
     resources: tuple[str, ...] = ()
     time_limit: float | None = None  # seconds
+    submitted_ts: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "submitted_ts", self.submitted_at.timestamp())
 
     @property
     def fifo(self) -> float:
-        return self.order if self.order is not None else self.submitted_at.timestamp()
+        return self.order if self.order is not None else self.submitted_ts
 
 
 @dataclass(frozen=True)
@@ -165,29 +186,25 @@ class Snapshot:
     dead: frozenset[int] = frozenset()  # dependencies that failed, were cancelled or rejected
 
 
-@dataclass(frozen=True)
-class Start:
+class Start(NamedTuple):
     job_id: int
     node: str
     gpus: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(NamedTuple):
     job_id: int
     reason: str
     detail: str
 
 
-@dataclass(frozen=True)
-class Fail:
+class Fail(NamedTuple):
     job_id: int
     reason: str
     detail: str
 
 
-@dataclass(frozen=True)
-class Preempt:
+class Preempt(NamedTuple):
     job_id: int  # the running job to stop and requeue
     for_job: int
 
@@ -214,46 +231,63 @@ class Plan:
 
 
 class Profile:
-    """Free GPUs of one node over time: free now, plus running jobs' GPUs coming back at their time
-    limits, minus what this plan has booked (starts and reservations). Times are POSIX seconds."""
+    """Free GPUs of one node over time, as a step function: free now, plus running jobs' GPUs coming back
+    at their time limits, minus what this plan has booked (starts and reservations). Times are POSIX
+    seconds. Lookups bisect; a range minimum is one C-level min(); `floor` (the least the node will ever
+    have free) answers most feasibility checks at once."""
 
-    __slots__ = ("free_now", "releases", "booked")
+    __slots__ = ("free_now", "events", "times", "levels", "floor")
 
     def __init__(self, free_now: int, releases: list[tuple[float, int]]):
         self.free_now = free_now
-        self.releases = sorted(releases)
-        self.booked: list[tuple[float, float, int]] = []
+        self.events: dict[float, int] = {}
+        for end, gpus in releases:
+            if end < INF:
+                self.events[end] = self.events.get(end, 0) + gpus
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.times = sorted(self.events)
+        level, levels = self.free_now, []
+        for t in self.times:
+            level += self.events[t]
+            levels.append(level)
+        self.levels = levels
+        self.floor = min(levels, default=self.free_now) if levels else self.free_now
+        self.floor = min(self.floor, self.free_now)
 
     def free_at(self, t: float) -> int:
-        free = self.free_now
-        for end, gpus in self.releases:
-            if end > t:
-                break
-            free += gpus
-        for start, end, gpus in self.booked:
-            if start <= t < end:
-                free -= gpus
-        return free
+        i = bisect_right(self.times, t) - 1
+        return self.free_now if i < 0 else self.levels[i]
 
     def feasible(self, start: float, end: float, gpus: int) -> bool:
-        # Free GPUs only drop where a booking begins, so the minimum over [start, end) is at one of those.
-        points = [start] + [s for s, _, _ in self.booked if start < s < end]
-        return all(self.free_at(p) >= gpus for p in points)
+        if gpus <= self.floor:
+            return True
+        i = bisect_right(self.times, start) - 1
+        j = bisect_left(self.times, end)
+        lowest = self.free_now if i < 0 else self.levels[i]
+        if j > i + 1:
+            lowest = min(lowest, min(self.levels[i + 1 : j]))
+        return lowest >= gpus
 
     def earliest(self, gpus: int, duration: float, now: float) -> float | None:
-        candidates = {now}
-        candidates.update(end for end, _ in self.releases if now < end < INF)
-        candidates.update(end for _, end, _ in self.booked if now < end < INF)
-        for t in sorted(candidates):
-            if self.feasible(t, t + duration, gpus):
-                return t
+        if self.feasible(now, now + duration, gpus):
+            return now
+        for k in range(bisect_right(self.times, now), len(self.times)):
+            if self.levels[k] >= gpus and self.feasible(self.times[k], self.times[k] + duration, gpus):
+                return self.times[k]
         return None
 
     def book(self, start: float, end: float, gpus: int) -> None:
-        self.booked.append((start, end, gpus))
+        self.events[start] = self.events.get(start, 0) - gpus
+        if end < INF:
+            self.events[end] = self.events.get(end, 0) + gpus
+        self._rebuild()
 
 
-def queue_order(snapshot: Snapshot, now: datetime) -> list[PendingJob]:
+def queue_order(
+    snapshot: Snapshot, now: datetime, submitted_ts: dict[int, float] | None = None
+) -> list[PendingJob]:
     """Waiting jobs in the order the planner considers them: effective priority (with the ageing boost),
     then fair-share usage (lighter users first) when on, then FIFO (or the operators' order), then id."""
     policies = snapshot.policies
@@ -261,31 +295,34 @@ def queue_order(snapshot: Snapshot, now: datetime) -> list[PendingJob]:
     now_ts = now.timestamp()
     user_share, team_share = snapshot.user_share, snapshot.team_share
 
+    fair = policies.fair_share
+    if ageing is not None:
+        threshold, rate, max_boost = (
+            ageing.threshold_seconds,
+            ageing.boost_per_hour / 3600.0,
+            ageing.max_boost,
+        )
+
     def key(job: PendingJob):
+        submitted = job.submitted_ts
         priority = job.priority
         if ageing is not None:
-            priority += ageing.boost(now_ts - job.submitted_at.timestamp())
+            over = now_ts - submitted - threshold
+            if over > 0:
+                priority += min(max_boost, rate * over)
         share = 0.0
-        if policies.fair_share:
+        if fair:
             share = user_share.get(job.owner, 0.0) + (team_share.get(job.team, 0.0) if job.team else 0.0)
-        return (-priority, share, job.fifo, job.id)
+        return (-priority, share, job.order if job.order is not None else submitted, job.id)
 
     return sorted(snapshot.pending, key=key)
 
 
-def _quota_detail(job: PendingJob, s: Snapshot) -> str | None:
-    checks = []
-    if (quota := s.user_quota.get(job.owner)) is not None:
-        checks += [
-            ("your daily", s.user_day.get(job.owner, 0.0), quota.daily),
-            ("your weekly", s.user_week.get(job.owner, 0.0), quota.weekly),
-        ]
-    if job.team is not None and (quota := s.team_quota.get(job.team)) is not None:
-        checks += [
-            ("the team's daily", s.team_day.get(job.team, 0.0), quota.daily),
-            ("the team's weekly", s.team_week.get(job.team, 0.0), quota.weekly),
-        ]
-    for name, used, limit in checks:
+def _quota_block(quota: Quota | None, day: float, week: float, whose: str) -> str | None:
+    """Why a quota holds new starts, or None (no quota is unlimited)."""
+    if quota is None:
+        return None
+    for name, used, limit in ((f"{whose} daily", day, quota.daily), (f"{whose} weekly", week, quota.weekly)):
         if limit is not None and used >= limit:
             return f"{name} quota is used up ({used / 3600:.1f} of {limit / 3600:.1f} GPU-hours)"
     return None
@@ -319,67 +356,92 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
     preempts: list[Preempt] = []
     reservations: list[Reservation] = []
     head: PendingJob | None = None  # the first job that did not fit
+    behind = ""
     free_total = sum(len(g) for g in free.values())
     limits = p.limits
+    if p.off_peak is None:
+        off_peak_wait: str | None = "off-peak only, and no off-peak window is configured"
+    elif p.off_peak.contains(now):
+        off_peak_wait = None
+    else:
+        off_peak_wait = f"off-peak only; the window opens {p.off_peak.next_start(now).isoformat()}"
+    user_block: dict[int, str | None] = {}
+    team_block: dict[int, str | None] = {}
+    node_names = sorted(free)
+    resources_detail: dict[int, str] = {}  # per GPU count, until the free GPUs change
+    no_victims: set[tuple[int, int]] = set()  # (priority, GPUs) that found no victims, until that changes
+    unplaceable: set[tuple[int, float | None]] = set()  # (GPUs, time limit) with no placement now
 
+    expiry, queue_paused, serial, backfill = p.expiry_seconds, p.queue_paused, p.serial, p.backfill
+    max_all, max_user, max_team = (
+        limits.max_concurrent,
+        limits.user_max_concurrent,
+        limits.team_max_concurrent,
+    )
+    quotas_on = bool(s.user_quota or s.team_quota)
+    add_wait = waits.append
     for job in ordered:
         jid = job.id
-        if p.expiry_seconds is not None and now_ts - job.submitted_at.timestamp() > p.expiry_seconds:
-            fails.append(Fail(jid, Reason.EXPIRED, f"waited longer than {p.expiry_seconds / 3600:g} h"))
+        if expiry is not None and now_ts - job.submitted_ts > expiry:
+            fails.append(Fail(jid, R_EXPIRED, f"waited longer than {expiry / 3600:g} h"))
             continue
         if job.depends_on:
             dead = [d for d in job.depends_on if d in s.dead]
             if dead:
-                fails.append(Fail(jid, Reason.DEPENDENCY, f"job {dead[0]} did not complete"))
+                fails.append(Fail(jid, R_DEPENDENCY, f"job {dead[0]} did not complete"))
                 continue
             open_ = [d for d in job.depends_on if d not in s.completed]
             if open_:
-                waits.append(Wait(jid, Reason.DEPENDENCY, "waits for job " + ", ".join(map(str, open_))))
+                add_wait(Wait(jid, R_DEPENDENCY, "waits for job " + ", ".join(map(str, open_))))
                 continue
-        if p.queue_paused:
-            waits.append(Wait(jid, Reason.QUEUE_PAUSED, "the queue is paused by an operator"))
+        if queue_paused:
+            add_wait(Wait(jid, R_QUEUE_PAUSED, "the queue is paused by an operator"))
             continue
         if job.off_peak_only:
             if p.off_peak is None:
-                waits.append(
-                    Wait(jid, Reason.OFF_PEAK, "off-peak only, and no off-peak window is configured")
-                )
+                add_wait(Wait(jid, R_OFF_PEAK, "off-peak only, and no off-peak window is configured"))
                 continue
             if not p.off_peak.contains(now):
                 opens = p.off_peak.next_start(now)
-                waits.append(
-                    Wait(jid, Reason.OFF_PEAK, f"off-peak only; the window opens {opens.isoformat()}")
-                )
+                add_wait(Wait(jid, R_OFF_PEAK, f"off-peak only; the window opens {opens.isoformat()}"))
                 continue
-        if s.user_quota or s.team_quota:
-            detail = _quota_detail(job, s)
+        if quotas_on:
+            owner, team = job.owner, job.team
+            if owner not in user_block:
+                user_block[owner] = _quota_block(
+                    s.user_quota.get(owner), s.user_day.get(owner, 0.0), s.user_week.get(owner, 0.0), "your"
+                )
+            detail = user_block[owner]
+            if detail is None and team is not None:
+                if team not in team_block:
+                    team_block[team] = _quota_block(
+                        s.team_quota.get(team),
+                        s.team_day.get(team, 0.0),
+                        s.team_week.get(team, 0.0),
+                        "the team's",
+                    )
+                detail = team_block[team]
             if detail:
-                waits.append(Wait(jid, Reason.QUOTA, detail))
+                add_wait(Wait(jid, R_QUOTA, detail))
                 continue
-        if limits.max_concurrent is not None and running_total >= limits.max_concurrent:
-            waits.append(
-                Wait(jid, Reason.GLOBAL_LIMIT, f"{running_total} of {limits.max_concurrent} jobs running")
-            )
+        if max_all is not None and running_total >= max_all:
+            add_wait(Wait(jid, R_GLOBAL_LIMIT, f"{running_total} of {max_all} jobs running"))
             continue
-        if limits.user_max_concurrent is not None and per_user[job.owner] >= limits.user_max_concurrent:
-            waits.append(
+        if max_user is not None and per_user[job.owner] >= max_user:
+            add_wait(
                 Wait(
                     jid,
-                    Reason.USER_LIMIT,
-                    f"its owner runs {per_user[job.owner]} of {limits.user_max_concurrent}",
+                    R_USER_LIMIT,
+                    f"its owner runs {per_user[job.owner]} of {max_user}",
                 )
             )
             continue
-        if (
-            job.team is not None
-            and limits.team_max_concurrent is not None
-            and per_team[job.team] >= limits.team_max_concurrent
-        ):
-            waits.append(
+        if job.team is not None and max_team is not None and per_team[job.team] >= max_team:
+            add_wait(
                 Wait(
                     jid,
-                    Reason.TEAM_LIMIT,
-                    f"its team runs {per_team[job.team]} of {limits.team_max_concurrent}",
+                    R_TEAM_LIMIT,
+                    f"its team runs {per_team[job.team]} of {max_team}",
                 )
             )
             continue
@@ -387,30 +449,36 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
             taken = [(res, held[res]) for res in job.resources if res in held]
             if taken:
                 res, holder = taken[0]
-                waits.append(Wait(jid, Reason.CONFLICT, f"{res} is held by job {holder}"))
+                add_wait(Wait(jid, R_CONFLICT, f"{res} is held by job {holder}"))
                 continue
-        if p.serial == "global" and running_total:
-            waits.append(Wait(jid, Reason.SERIAL, "serial mode: one job at a time"))
+        if serial == "global" and running_total:
+            add_wait(Wait(jid, R_SERIAL, "serial mode: one job at a time"))
             continue
-        if head is not None and not p.backfill:
-            waits.append(Wait(jid, Reason.PRIORITY, f"behind job {head.id}"))
+        if head is not None and not backfill:
+            add_wait(Wait(jid, R_PRIORITY, behind))
             continue
 
         need = job.gpu_count
-        if free_total >= need:
+        shape = (need, job.time_limit)
+        if free_total >= need and shape not in unplaceable:
             duration = job.time_limit or INF
             fits = [
                 NodeFree(name, tuple(gpus))
                 for name, gpus in free.items()
                 if len(gpus) >= need
-                and not (p.serial == "node" and name in busy_nodes)
-                and (not p.backfill or profiles[name].feasible(now_ts, now_ts + duration, need))
+                and not (serial == "node" and name in busy_nodes)
+                and (not backfill or profiles[name].feasible(now_ts, now_ts + duration, need))
             ]
             placement = place(need, fits)
-            if placement is not None:
+            if placement is None:
+                unplaceable.add(shape)  # the same for every job of this shape until something is booked
+            else:
                 starts.append(Start(jid, placement.node, placement.gpus))
                 free[placement.node] = [g for g in free[placement.node] if g not in placement.gpus]
                 free_total -= need
+                resources_detail.clear()
+                no_victims.clear()
+                unplaceable.clear()
                 running_total += 1
                 per_user[job.owner] += 1
                 if job.team is not None:
@@ -418,33 +486,42 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
                 for res in job.resources:
                     held[res] = jid
                 busy_nodes.add(placement.node)
-                if p.backfill:
+                if backfill:
                     profiles[placement.node].book(now_ts, now_ts + duration, need)
                 continue
 
         # It does not fit now.
         if p.preemption is not None and job.priority >= p.preemption.min_priority and preemptible:
-            victims = _choose_victims(job, preemptible, free, p.preemption)
+            if (job.priority, need) in no_victims:
+                victims = []
+            else:
+                victims = _choose_victims(job, preemptible, free, p.preemption)
+                if not victims:
+                    no_victims.add((job.priority, need))
             if victims:
+                no_victims.clear()
                 preempts.extend(Preempt(v.id, jid) for v in victims)
                 gone = {v.id for v in victims}
                 preemptible = [r for r in preemptible if r.id not in gone]
-                waits.append(
-                    Wait(jid, Reason.PREEMPTING, "stopping job " + ", ".join(str(v.id) for v in victims))
-                )
-                head = head or job
+                add_wait(Wait(jid, R_PREEMPTING, "stopping job " + ", ".join(str(v.id) for v in victims)))
+                if head is None:
+                    head, behind = job, f"behind job {job.id}"
                 continue
         if head is None:
-            head = job
-        detail = (
-            f"needs {need} GPU(s) on one node; most free on a node: {max(map(len, free.values()), default=0)}"
-        )
-        if p.backfill and len(reservations) < p.backfill_depth:
-            reservation = _reserve(job, profiles, busy_nodes if p.serial == "node" else set(), now_ts)
+            head, behind = job, f"behind job {job.id}"
+        if need not in resources_detail:
+            most = max(map(len, free.values()), default=0)
+            resources_detail[need] = f"needs {need} GPU(s) on one node; most free on a node: {most}"
+        detail = resources_detail[need]
+        if backfill and len(reservations) < p.backfill_depth:
+            reservation = _reserve(
+                job, profiles, node_names, busy_nodes if serial == "node" else set(), now_ts
+            )
             if reservation is not None:
                 reservations.append(reservation)
+                unplaceable.clear()
                 detail += f"; reserved on {reservation.node} from {reservation.start.isoformat()}"
-        waits.append(Wait(jid, Reason.RESOURCES, detail))
+        add_wait(Wait(jid, R_RESOURCES, detail))
 
     return Plan(
         order=tuple(job.id for job in ordered),
@@ -476,10 +553,12 @@ def _choose_victims(job, preemptible, free, rule: Preemption) -> list[RunningJob
     return best or []
 
 
-def _reserve(job, profiles: dict[str, Profile], excluded: set[str], now_ts: float) -> Reservation | None:
+def _reserve(
+    job, profiles: dict[str, Profile], names: list[str], excluded: set[str], now_ts: float
+) -> Reservation | None:
     duration = job.time_limit or INF
     best: tuple[float, str] | None = None
-    for name in sorted(profiles):
+    for name in names:
         if name in excluded:
             continue
         t = profiles[name].earliest(job.gpu_count, duration, now_ts)
