@@ -33,6 +33,8 @@ def timed(fn, repeat):
 
 
 def synthetic(n, rng, now):
+    from datetime import time as dtime
+
     from gpus.placement import NodeFree
     from scheduling.planner import (
         Ageing,
@@ -45,7 +47,6 @@ def synthetic(n, rng, now):
         RunningJob,
         Snapshot,
     )
-    from datetime import time as dtime
 
     nodes = tuple(NodeFree(f"node{i}", tuple(range(8)) if i < 2 else tuple(range(6, 8))) for i in range(8))
     running = tuple(
@@ -115,9 +116,11 @@ def bench_plan(sizes):
     for n in sizes:
         snap = synthetic(n, rng, now)
         repeat = 5 if n <= 10_000 else 2
-        cost = timed(lambda: plan(snap, now), repeat)
-        base = timed(lambda: sorted(snap.pending, key=lambda j: (-j.priority, j.submitted_at, j.id)), repeat)
-        order = timed(lambda: queue_order(snap, now), repeat)
+        cost = timed(lambda snap=snap: plan(snap, now), repeat)
+        base = timed(
+            lambda snap=snap: sorted(snap.pending, key=lambda j: (-j.priority, j.submitted_at, j.id)), repeat
+        )
+        order = timed(lambda snap=snap: queue_order(snap, now), repeat)
         result = plan(snap, now)
         rows.append((n, cost, base, order, len(result.starts), len(result.reservations)))
     print("plan() on 8 nodes x 8 GPUs, all policies on (median of runs)")
@@ -129,7 +132,7 @@ def bench_plan(sizes):
             f"{n:>8} {cost * 1000:>8.1f}ms {cost / n * 1e6:>7.2f}us {base * 1000:>8.1f}ms {cost / base:>8.1f}x "
             f"{order * 1000:>7.1f}ms {starts:>6} {resv:>5}"
         )
-    for (n1, c1, *_), (n2, c2, *_) in zip(rows, rows[1:]):
+    for (n1, c1, *_), (n2, c2, *_) in zip(rows, rows[1:], strict=False):
         print(
             f"growth {n1}->{n2}: cost per job x{(c2 / n2) / (c1 / n1):.2f} (n log n predicts x{__import__('math').log(n2) / __import__('math').log(n1):.2f})"
         )

@@ -371,6 +371,8 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
     resources_detail: dict[int, str] = {}  # per GPU count, until the free GPUs change
     no_victims: set[tuple[int, int]] = set()  # (priority, GPUs) that found no victims, until that changes
     unplaceable: set[tuple[int, float | None]] = set()  # (GPUs, time limit) with no placement now
+    unreservable: set[tuple[int, float | None]] = set()  # … and with no reservation either
+    reservation_tries = 0
 
     expiry, queue_paused, serial, backfill = p.expiry_seconds, p.queue_paused, p.serial, p.backfill
     max_all, max_user, max_team = (
@@ -397,14 +399,9 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
         if queue_paused:
             add_wait(Wait(jid, R_QUEUE_PAUSED, "the queue is paused by an operator"))
             continue
-        if job.off_peak_only:
-            if p.off_peak is None:
-                add_wait(Wait(jid, R_OFF_PEAK, "off-peak only, and no off-peak window is configured"))
-                continue
-            if not p.off_peak.contains(now):
-                opens = p.off_peak.next_start(now)
-                add_wait(Wait(jid, R_OFF_PEAK, f"off-peak only; the window opens {opens.isoformat()}"))
-                continue
+        if job.off_peak_only and off_peak_wait is not None:
+            add_wait(Wait(jid, R_OFF_PEAK, off_peak_wait))
+            continue
         if quotas_on:
             owner, team = job.owner, job.team
             if owner not in user_block:
@@ -479,6 +476,7 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
                 resources_detail.clear()
                 no_victims.clear()
                 unplaceable.clear()
+                unreservable.clear()
                 running_total += 1
                 per_user[job.owner] += 1
                 if job.team is not None:
@@ -513,13 +511,19 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
             most = max(map(len, free.values()), default=0)
             resources_detail[need] = f"needs {need} GPU(s) on one node; most free on a node: {most}"
         detail = resources_detail[need]
-        if backfill and len(reservations) < p.backfill_depth:
+        # Reservations: the first `backfill_depth` blocked jobs are tried (Slurm's bf_max_job_test); a
+        # shape that found no future slot finds none again until something else is booked.
+        if backfill and reservation_tries < p.backfill_depth and shape not in unreservable:
+            reservation_tries += 1
             reservation = _reserve(
                 job, profiles, node_names, busy_nodes if serial == "node" else set(), now_ts
             )
-            if reservation is not None:
+            if reservation is None:
+                unreservable.add(shape)
+            else:
                 reservations.append(reservation)
                 unplaceable.clear()
+                unreservable.clear()
                 detail += f"; reserved on {reservation.node} from {reservation.start.isoformat()}"
         add_wait(Wait(jid, R_RESOURCES, detail))
 
