@@ -55,3 +55,35 @@ def test_non_staff_cannot_open_the_admin(alice):
     client = Client()
     client.force_login(alice)
     assert client.get("/admin/scheduling/job/").status_code == 302
+
+
+def test_a_policy_with_a_bad_config_is_refused_in_the_admin(admin_client):
+    response = admin_client.post(
+        "/admin/scheduling/schedulingpolicy/add/",
+        {"type": "off_peak", "config": '{"start": "7pm"}', "enabled": "on"},
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert "does not match" in response.content.decode()
+    from scheduling.models import SchedulingPolicy
+
+    assert not SchedulingPolicy.objects.exists()
+    ok = admin_client.post(
+        "/admin/scheduling/schedulingpolicy/add/",
+        {"type": "off_peak", "config": '{"start": "21:00"}', "enabled": "on"},
+    )
+    assert ok.status_code == 302
+    assert SchedulingPolicy.objects.get().config == {"start": "21:00", "end": "08:00", "timezone": "UTC"}
+
+
+def test_admins_set_quotas_and_approve_jobs_in_the_admin(admin_client, alice):
+    response = admin_client.post(
+        "/admin/scheduling/gpuquota/add/", {"user": alice.pk, "daily_gpu_seconds": "7200"}
+    )
+    assert response.status_code == 302
+    assert alice.gpu_quota.daily_gpu_seconds == 7200
+    job = make_job(alice, status=Status.BLOCKED)
+    page = admin_client.post(
+        "/admin/scheduling/job/", {"action": "approve_jobs", "_selected_action": [job.pk]}, follow=True
+    )
+    assert "1 job(s) approved" in page.content.decode(), page.content.decode()[-3000:]
+    assert Job.objects.get(pk=job.pk).status == Status.PENDING

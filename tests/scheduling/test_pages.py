@@ -31,3 +31,26 @@ def test_the_login_page_logs_in(alice):
     response = client.post("/accounts/login/", {"username": "alice", "password": "pw-alice"})
     assert response.status_code == 302
     assert client.get("/").status_code == 200
+
+
+def test_the_queue_page_shows_counts_estimates_and_held_jobs(alice, node):
+    from scheduling.states import Status
+
+    busy = make_job(alice, gpu_count=2, time_limit_seconds=600, name="busy")
+    tick()
+    make_job(alice, name="next", time_limit_seconds=60)
+    make_job(
+        alice,
+        name="approval",
+        status=Status.BLOCKED,
+        wait_reason="approval",
+        wait_detail="3 GPUs is more than 2",
+    )
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert "<strong>1</strong> queued" in page and "<strong>1</strong> running" in page
+    waiting, held = page.split('id="pending"')[1].split('id="held"')
+    assert " UTC</time>" in waiting  # an estimated start, from the simulation
+    assert "Awaiting approval" in held and "3 GPUs is more than 2" in held
+    assert busy.pk
