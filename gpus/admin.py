@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from gpus.models import Allocation, Gpu, Node
+from gpus.services import node_set_drained
 
 
 class GpuInline(admin.TabularInline):
@@ -14,11 +15,22 @@ class GpuInline(admin.TabularInline):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "backend", "heartbeat_at", "registered_at"]
-    list_filter = ["status", "backend"]
+    list_display = ["name", "status", "drained", "backend", "heartbeat_at", "registered_at"]
+    list_filter = ["status", "drained", "backend"]
+    actions = ["drain", "undrain"]
     search_fields = ["name"]
     readonly_fields = ["backend", "boot_id", "heartbeat_at", "registered_at"]
     inlines = [GpuInline]
+
+    @admin.action(description="Drain: no new jobs; running ones finish")
+    def drain(self, request, queryset):
+        for node in queryset:
+            node_set_drained(node=node, user=request.user, drained=True)
+
+    @admin.action(description="Undrain: take jobs again")
+    def undrain(self, request, queryset):
+        for node in queryset:
+            node_set_drained(node=node, user=request.user, drained=False)
 
 
 @admin.register(Gpu)

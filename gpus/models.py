@@ -5,15 +5,16 @@ from django.utils import timezone
 
 
 class NodeStatus(models.TextChoices):
-    ONLINE = "online", "Online"
-    OFFLINE = "offline", "Offline"
-    DRAINING = "draining", "Draining"
+    ONLINE = "online", "Online"  # heartbeating
+    OFFLINE = "offline", "Offline"  # stopped, or no heartbeat for GPUQ_NODE_TIMEOUT_SECONDS
 
 
 class Node(models.Model):
     name = models.CharField(max_length=100, unique=True)
     labels = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=NodeStatus.choices, default=NodeStatus.ONLINE)
+    # Drained: takes no new jobs (running ones finish); survives restarts until undrained.
+    drained = models.BooleanField(default=False)
     backend = models.CharField(max_length=16, default="declared", help_text="nvml or declared")
     boot_id = models.CharField(max_length=64, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -93,13 +93,13 @@ def running_jobs() -> tuple[planner.RunningJob, ...]:
 
 
 def free_gpus() -> tuple[NodeFree, ...]:
-    """Every online node (busy ones too: their GPUs come back in plans of the future) with its free GPUs."""
+    """Every online, undrained node (busy ones too: their GPUs come back in plans of the future) with
+    its free healthy GPUs."""
     held = Allocation.objects.active().values("gpu_id")
-    free: dict[str, list[int]] = {
-        name: [] for name in Node.objects.filter(status=NodeStatus.ONLINE).values_list("name", flat=True)
-    }
+    usable = Node.objects.filter(status=NodeStatus.ONLINE, drained=False)
+    free: dict[str, list[int]] = {name: [] for name in usable.values_list("name", flat=True)}
     for node_name, index in (
-        Gpu.objects.filter(node__status=NodeStatus.ONLINE, healthy=True)
+        Gpu.objects.filter(node__in=usable, healthy=True)
         .exclude(id__in=held)
         .values_list("node__name", "index")
     ):

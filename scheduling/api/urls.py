@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from gpus import api as gpus_api
 from scheduling.api import actions, queue, views
 
 router = SimpleRouter(trailing_slash=False)
@@ -31,6 +32,10 @@ urlpatterns = [
     path("quota/status", queue.QuotaStatus.as_view(), name="api-quota-status"),
     path("admin/quotas", queue.QuotaAdmin.as_view(), name="api-admin-quotas"),
     path("templates", views.TemplateList.as_view(), name="api-templates"),
+    path("nodes", gpus_api.NodeList.as_view(), name="api-nodes"),
+    path("nodes/<str:name>/drain", gpus_api.NodeDrain.as_view(), name="api-node-drain"),
+    path("nodes/<str:name>/undrain", gpus_api.NodeUndrain.as_view(), name="api-node-undrain"),
+    path("system/status", gpus_api.SystemStatus.as_view(), name="api-system-status"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     *router.urls,

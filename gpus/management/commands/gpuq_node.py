@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from gpus import inventory
-from gpus.services import node_go_offline, node_heartbeat, node_register
+from gpus.services import node_go_offline, node_heartbeat, node_register, nodes_mark_offline
 from scheduling import procs, supervise
 from scheduling.reaper import reap, reconcile_node
 from scheduling.tick import tick
@@ -49,6 +49,7 @@ class Command(BaseCommand):
             while not flag.stopping:
                 try:
                     node_heartbeat(node=node)
+                    nodes_mark_offline()
                     reap()
                     tick()
                 except Exception:
