@@ -15,6 +15,7 @@ class Node(models.Model):
     status = models.CharField(max_length=16, choices=NodeStatus.choices, default=NodeStatus.ONLINE)
     # Drained: takes no new jobs (running ones finish); survives restarts until undrained.
     drained = models.BooleanField(default=False)
+    local = models.BooleanField(default=False, help_text="The server's own node (target 'local').")
     backend = models.CharField(max_length=16, default="declared", help_text="nvml or declared")
     boot_id = models.CharField(max_length=64, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -15,14 +15,22 @@ from gpus.models import Gpu, Node, NodeStatus
 log = logging.getLogger("gpuq.nodes")
 
 
-def node_register(*, name: str, backend: str, gpus: list[GpuInfo], labels: dict, boot_id: str) -> Node:
+def node_register(
+    *, name: str, backend: str, gpus: list[GpuInfo], labels: dict, boot_id: str, local: bool = False
+) -> Node:
     """Create or refresh the node and its GPUs. GPUs no longer reported are marked unhealthy, not
     deleted: their allocation history stays and the planner stops giving them out."""
     now = timezone.now()
     with transaction.atomic():
         node, _ = Node.objects.update_or_create(
             name=name,
-            defaults={"backend": backend, "labels": labels, "boot_id": boot_id, "heartbeat_at": now},
+            defaults={
+                "backend": backend,
+                "labels": labels,
+                "boot_id": boot_id,
+                "heartbeat_at": now,
+                "local": local,
+            },
         )
         if node.status == NodeStatus.OFFLINE:
             Node.objects.filter(pk=node.pk).update(status=NodeStatus.ONLINE)

@@ -120,6 +120,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- gpuq's own settings (each documented in the README) ---
 GPUQ_NODE_NAME = env_str("GPUQ_NODE_NAME", socket.gethostname().split(".")[0] or "local")
+GPUQ_NODE_LOCAL = env_bool("GPUQ_NODE_LOCAL", False)  # set by gpuq_serve for the server's own node
 GPUQ_INVENTORY = env_str("GPUQ_INVENTORY", "auto")  # auto | nvml | declared
 GPUQ_DECLARED_GPUS = env_str("GPUQ_DECLARED_GPUS", "2x24GB")
 GPUQ_LOG_DIR = Path(env_str("GPUQ_LOG_DIR", str(DATA_DIR / "logs"))).resolve()

@@ -43,6 +43,8 @@ def job_environment(job: Job) -> dict[str, str]:
     env.update({str(k): str(v) for k, v in (job.env or {}).items()})
     env.update(
         {
+            # NVML numbers GPUs in PCI order; CUDA's default order differs: make the indices agree.
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in job.gpu_indices),
             "GPUQ_JOB_ID": str(job.pk),
             "GPUQ_ATTEMPT": str(job.attempt),

@@ -85,6 +85,14 @@ class Job(models.Model):
         default=list, blank=True, help_text='Held exclusively, e.g. ["model:flux-dev"].'
     )
     preemptible = models.BooleanField(default=False)
+    # Placement: what the job asks of its GPUs and node beyond their number (gpus.placement.Needs).
+    min_gpu_memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    gpu_model = models.CharField(max_length=100, blank=True, default="", help_text='A glob, e.g. "A100*".')
+    device_ids = models.JSONField(default=list, blank=True, help_text="These exact GPU indices.")
+    node_labels = models.JSONField(default=dict, blank=True, help_text='Globs, e.g. {"gpu_type": "a100*"}.')
+    target = models.CharField(
+        max_length=8, default="auto", choices=[("auto", "auto"), ("local", "local"), ("worker", "worker")]
+    )
 
     # Written only by scheduling.transitions.transition().
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, editable=False)
@@ -140,6 +148,14 @@ class Job(models.Model):
         if not self.queue_order:
             self.queue_order = self.submitted_at.timestamp()
         super().save(*args, **kwargs)
+
+    @property
+    def needs(self):
+        from gpus.placement import Needs
+
+        return Needs.of(
+            self.min_gpu_memory_mb, self.gpu_model, self.device_ids, self.node_labels, self.target
+        )
 
 
 class JobStateTransition(models.Model):

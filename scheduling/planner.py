@@ -15,12 +15,12 @@ import math
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from gpus.placement import NodeFree, place
+from gpus.placement import PLAIN, Needs, NodeFree, could_ever_fit, eligible, place
 
 INF = math.inf
 
@@ -142,6 +142,7 @@ class PendingJob:
     depends_on: tuple[int, ...] = ()
     resources: tuple[str, ...] = ()
     time_limit: float | None = None  # seconds
+    needs: Needs = PLAIN  # memory, model, devices, labels, target
     submitted_ts: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -368,10 +369,11 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
     user_block: dict[int, str | None] = {}
     team_block: dict[int, str | None] = {}
     node_names = sorted(free)
-    resources_detail: dict[int, str] = {}  # per GPU count, until the free GPUs change
+    meta = {node.name: node for node in s.nodes}
+    resources_detail: dict[tuple, str] = {}  # per GPU count and needs, until the free GPUs change
     no_victims: set[tuple[int, int]] = set()  # (priority, GPUs) that found no victims, until that changes
-    unplaceable: set[tuple[int, float | None]] = set()  # (GPUs, time limit) with no placement now
-    unreservable: set[tuple[int, float | None]] = set()  # … and with no reservation either
+    unplaceable: set[tuple] = set()  # (GPUs, time limit, needs) with no placement now
+    unreservable: set[tuple] = set()  # … and with no reservation either
     reservation_tries = 0
 
     expiry, queue_paused, serial, backfill = p.expiry_seconds, p.queue_paused, p.serial, p.backfill
@@ -456,17 +458,18 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
             continue
 
         need = job.gpu_count
-        shape = (need, job.time_limit)
+        needs = job.needs
+        shape = (need, job.time_limit, needs)
         if free_total >= need and shape not in unplaceable:
             duration = job.time_limit or INF
             fits = [
-                NodeFree(name, tuple(gpus))
+                replace(meta[name], free=tuple(gpus))
                 for name, gpus in free.items()
                 if len(gpus) >= need
                 and not (serial == "node" and name in busy_nodes)
                 and (not backfill or profiles[name].feasible(now_ts, now_ts + duration, need))
             ]
-            placement = place(need, fits)
+            placement = place(need, fits, needs)
             if placement is None:
                 unplaceable.add(shape)  # the same for every job of this shape until something is booked
             else:
@@ -507,17 +510,19 @@ def plan(snapshot: Snapshot, now: datetime) -> Plan:
                 continue
         if head is None:
             head, behind = job, f"behind job {job.id}"
-        if need not in resources_detail:
-            most = max(map(len, free.values()), default=0)
-            resources_detail[need] = f"needs {need} GPU(s) on one node; most free on a node: {most}"
-        detail = resources_detail[need]
+        if (need, needs) not in resources_detail:
+            most = max((len(eligible(meta[n], g, needs)) for n, g in free.items()), default=0)
+            wants = f" ({needs.describe()})" if not needs.plain else ""
+            resources_detail[(need, needs)] = (
+                f"needs {need} GPU(s){wants} on one node; most free on a node: {most}"
+            )
+        detail = resources_detail[(need, needs)]
         # Reservations: the first `backfill_depth` blocked jobs are tried (Slurm's bf_max_job_test); a
         # shape that found no future slot finds none again until something else is booked.
         if backfill and reservation_tries < p.backfill_depth and shape not in unreservable:
             reservation_tries += 1
-            reservation = _reserve(
-                job, profiles, node_names, busy_nodes if serial == "node" else set(), now_ts
-            )
+            hosts = [n for n in node_names if needs.plain or could_ever_fit(need, [meta[n]], needs)]
+            reservation = _reserve(job, profiles, hosts, busy_nodes if serial == "node" else set(), now_ts)
             if reservation is None:
                 unreservable.add(shape)
             else:

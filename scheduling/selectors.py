@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.permissions import is_admin
 from gpus.models import Allocation, Gpu, Node, NodeStatus
-from gpus.placement import NodeFree
+from gpus.placement import GpuSpec, Needs, NodeFree
 from scheduling import planner, policies, usage
 from scheduling.models import GpuQuota, Job, PolicyType
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
@@ -24,6 +24,11 @@ _PENDING_FIELDS = (
     "off_peak_only",
     "resources",
     "time_limit_seconds",
+    "min_gpu_memory_mb",
+    "gpu_model",
+    "device_ids",
+    "node_labels",
+    "target",
 )
 
 
@@ -47,6 +52,7 @@ def _pending(jobs: QuerySet[Job]) -> tuple[tuple[planner.PendingJob, ...], froze
             resources=tuple(r[8] or ()),
             time_limit=r[9],
             depends_on=tuple(sorted(deps.get(r[0], ()))),
+            needs=Needs.of(*r[10:15]),
         )
         for r in rows
     )
@@ -94,17 +100,37 @@ def running_jobs() -> tuple[planner.RunningJob, ...]:
 
 def free_gpus() -> tuple[NodeFree, ...]:
     """Every online, undrained node (busy ones too: their GPUs come back in plans of the future) with
-    its free healthy GPUs."""
-    held = Allocation.objects.active().values("gpu_id")
-    usable = Node.objects.filter(status=NodeStatus.ONLINE, drained=False)
-    free: dict[str, list[int]] = {name: [] for name in usable.values_list("name", flat=True)}
-    for node_name, index in (
-        Gpu.objects.filter(node__in=usable, healthy=True)
-        .exclude(id__in=held)
-        .values_list("node__name", "index")
+    its free healthy GPUs, the specs of all its healthy GPUs, its labels and whether it is local."""
+    held = set(Allocation.objects.active().values_list("gpu_id", flat=True))
+    nodes = {
+        name: {"free": [], "specs": {}, "labels": labels or {}, "local": local}
+        for name, labels, local in Node.objects.filter(status=NodeStatus.ONLINE, drained=False).values_list(
+            "name", "labels", "local"
+        )
+    }
+    for gpu_id, node_name, index, memory, model in Gpu.objects.filter(
+        node__name__in=nodes.keys(), healthy=True
+    ).values_list("id", "node__name", "index", "memory_mb", "model_name"):
+        node = nodes[node_name]
+        node["specs"][index] = GpuSpec(memory, model)
+        if gpu_id not in held:
+            node["free"].append(index)
+    return tuple(
+        NodeFree(name, tuple(sorted(n["free"])), n["specs"], n["labels"], n["local"])
+        for name, n in sorted(nodes.items())
+    )
+
+
+def all_nodes() -> tuple[NodeFree, ...]:
+    """Every registered node with all its healthy GPUs as if free: what could ever run a job."""
+    nodes: dict[str, NodeFree] = {}
+    for name, labels, local in Node.objects.values_list("name", "labels", "local"):
+        nodes[name] = NodeFree(name, (), {}, labels or {}, local)
+    for node_name, index, memory, model in Gpu.objects.filter(healthy=True).values_list(
+        "node__name", "index", "memory_mb", "model_name"
     ):
-        free.setdefault(node_name, []).append(index)
-    return tuple(NodeFree(name, tuple(indices)) for name, indices in sorted(free.items()))
+        nodes[node_name].specs[index] = GpuSpec(memory, model)
+    return tuple(nodes.values())
 
 
 def snapshot(now: datetime | None = None, *, pending: QuerySet[Job] | None = None) -> planner.Snapshot:
@@ -147,17 +173,6 @@ def snapshot(now: datetime | None = None, *, pending: QuerySet[Job] | None = Non
         completed=completed,
         dead=dead,
     )
-
-
-def largest_node_gpu_count() -> int:
-    counts: dict[int, int] = {}
-    for node_id in (
-        Gpu.objects.filter(healthy=True)
-        .exclude(node__status=NodeStatus.OFFLINE)
-        .values_list("node_id", flat=True)
-    ):
-        counts[node_id] = counts.get(node_id, 0) + 1
-    return max(counts.values(), default=0)
 
 
 def visible_jobs(user) -> QuerySet[Job]:

@@ -2,6 +2,7 @@
 itself. Each service authorizes, validates (raising ValidationError naming the field), and changes
 status only through `transition()`."""
 
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,8 @@ from accounts.permissions import (
     team_of,
 )
 from gpus.models import Gpu
-from scheduling import policies, selectors
+from gpus.placement import Needs, could_ever_fit, eligible
+from scheduling import planner, policies, selectors
 from scheduling.models import Job, JobAudit, JobTemplate, PolicyType, StopRequest
 from scheduling.states import TERMINAL, Status
 from scheduling.stops import request_stop
@@ -70,11 +72,19 @@ def job_submit(
     depends_on: list[int] | None = None,
     resources: list[str] | None = None,
     preemptible: bool = False,
-) -> Job:
+    min_gpu_memory_mb: int | None = None,
+    gpu_model: str = "",
+    device_ids: list[int] | None = None,
+    node_labels: dict | None = None,
+    target: str = "auto",
+    dry_run: bool = False,
+    no_wait: bool = False,
+):
     """Validate and queue a job from a template (with parameters) or, for those allowed, a raw argv.
 
     The job starts `blocked` when an approval rule matches, `scheduled` when `start_after` is in the
-    future, else `pending`."""
+    future, else `pending`. `dry_run` creates nothing and returns a DryRun saying where the job would go
+    now, or why it would wait. `no_wait` refuses (409) a job that would not start at once."""
     if not can_submit(user):
         raise PermissionDenied("Viewers cannot submit jobs.")
     if (template is None) == (argv is None):
@@ -96,13 +106,7 @@ def job_submit(
     gpu_count = gpu_count if gpu_count is not None else (template.default_gpu_count if template else 1)
     if gpu_count < 1:
         raise ValidationError({"gpu_count": "must be at least 1"})
-    largest = selectors.largest_node_gpu_count()
-    if gpu_count > largest:
-        raise ValidationError(
-            {
-                "gpu_count": f"no node has {gpu_count} GPUs; the largest has {largest}, so this job could never run"
-            }
-        )
+    needs = _check_needs(gpu_count, min_gpu_memory_mb, gpu_model, device_ids, node_labels, target)
     ceiling = priority_ceiling(user)
     if priority is None:
         priority = ceiling
@@ -143,31 +147,119 @@ def job_submit(
         )
     else:
         status, wait_reason, wait_detail = Status.PENDING, "", ""
+    fields = dict(
+        owner=user,
+        team=team_of(user),
+        name=name or (template.name if template else argv[0])[:200],
+        template=template,
+        params=params,
+        argv=argv,
+        env=job_env,
+        gpu_count=gpu_count,
+        priority=priority,
+        status=status,
+        wait_reason=wait_reason,
+        wait_detail=wait_detail[:300],
+        time_limit_seconds=time_limit_seconds,
+        max_attempts=max_attempts,
+        start_after=start_after,
+        off_peak_only=off_peak_only,
+        resources=resources,
+        preemptible=preemptible,
+        submitted_at=now,
+        min_gpu_memory_mb=needs.min_memory_mb,
+        gpu_model=needs.model or "",
+        device_ids=list(needs.device_ids),
+        node_labels=dict(needs.labels),
+        target=needs.target,
+    )
+    if dry_run or no_wait:
+        verdict = _dry_run(fields, needs, dependencies, now)
+        if dry_run:
+            return verdict
+        if not verdict.would_start:
+            raise Conflict(f"no_wait: the job would not start now ({verdict.reason}: {verdict.detail})")
     with transaction.atomic():
-        job = Job.objects.create(
-            owner=user,
-            team=team_of(user),
-            name=name or (template.name if template else argv[0])[:200],
-            template=template,
-            params=params,
-            argv=argv,
-            env=job_env,
-            gpu_count=gpu_count,
-            priority=priority,
-            status=status,
-            wait_reason=wait_reason,
-            wait_detail=wait_detail[:300],
-            time_limit_seconds=time_limit_seconds,
-            max_attempts=max_attempts,
-            start_after=start_after,
-            off_peak_only=off_peak_only,
-            resources=resources,
-            preemptible=preemptible,
-            submitted_at=now,
-        )
+        job = Job.objects.create(**fields)
         job.depends_on.set(dependencies)
         record_creation(job, by=user, reason=f"submitted; {approval}" if approval else "submitted")
     return job
+
+
+class Conflict(Exception):
+    """The request cannot be done in the queue's present state (API: 409)."""
+
+
+def _check_needs(gpu_count, min_gpu_memory_mb, gpu_model, device_ids, node_labels, target) -> Needs:
+    if target not in ("auto", "local", "worker"):
+        raise ValidationError({"target": "one of auto, local, worker"})
+    if min_gpu_memory_mb is not None and (not isinstance(min_gpu_memory_mb, int) or min_gpu_memory_mb < 1):
+        raise ValidationError({"min_gpu_memory_mb": "a whole number of MB, at least 1"})
+    device_ids = device_ids or []
+    if not all(isinstance(i, int) and i >= 0 for i in device_ids) or len(set(device_ids)) != len(device_ids):
+        raise ValidationError({"device_ids": "distinct GPU indices (0, 1, …)"})
+    if device_ids and len(device_ids) != gpu_count:
+        raise ValidationError({"device_ids": f"name exactly gpu_count ({gpu_count}) devices"})
+    node_labels = node_labels or {}
+    if not isinstance(node_labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in node_labels.items()
+    ):
+        raise ValidationError({"node_labels": 'an object of label: glob, e.g. {"gpu_type": "a100*"}'})
+    needs = Needs.of(min_gpu_memory_mb, gpu_model, device_ids, node_labels, target)
+    nodes = selectors.all_nodes()
+    if not could_ever_fit(gpu_count, nodes, needs):
+        largest = max((len(eligible(n, n.specs.keys(), needs)) for n in nodes), default=0)
+        wanted = f" with {needs.describe()}" if not needs.plain else ""
+        raise ValidationError(
+            {
+                "gpu_count": f"no node has {gpu_count} GPUs{wanted}; the most on one node is {largest}, "
+                "so this job could never run"
+            }
+        )
+    return needs
+
+
+@dataclass(frozen=True)
+class DryRun:
+    would_start: bool
+    status: str  # the status the job would be created in
+    node: str | None = None
+    gpus: tuple[int, ...] = ()
+    reason: str = ""
+    detail: str = ""
+    position: int | None = None
+
+
+def _dry_run(fields: dict, needs: Needs, dependencies: list[Job], now) -> DryRun:
+    """Where the planner would put this job now, given everything else waiting, without creating it."""
+    if fields["status"] != Status.PENDING:
+        return DryRun(False, fields["status"], reason=fields["wait_reason"], detail=fields["wait_detail"])
+    probe = planner.PendingJob(
+        id=-1,
+        gpu_count=fields["gpu_count"],
+        priority=fields["priority"],
+        submitted_at=now,
+        owner=fields["owner"].pk,
+        team=fields["team"].pk if fields["team"] else None,
+        off_peak_only=fields["off_peak_only"],
+        depends_on=tuple(d.pk for d in dependencies),
+        resources=tuple(fields["resources"]),
+        time_limit=fields["time_limit_seconds"],
+        needs=needs,
+    )
+    snap = selectors.snapshot(now)
+    snap = replace(snap, pending=(*snap.pending, probe))
+    result = planner.plan(snap, now)
+    position = result.order.index(-1) + 1
+    for start in result.starts:
+        if start.job_id == -1:
+            return DryRun(True, Status.PENDING, start.node, start.gpus, position=position)
+    for outcome in (*result.waits, *result.fails):
+        if outcome.job_id == -1:
+            return DryRun(
+                False, Status.PENDING, reason=outcome.reason, detail=outcome.detail, position=position
+            )
+    return DryRun(False, Status.PENDING, position=position)
 
 
 def _authorize(user, job: Job, action: str) -> None:

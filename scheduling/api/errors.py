@@ -5,6 +5,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from scheduling.services import Conflict
 from scheduling.transitions import InvalidTransition, TransitionConflict
 
 
@@ -14,6 +15,6 @@ def exception_handler(exc, context):
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, InvalidTransition):
         return Response({"status": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, TransitionConflict):
+    if isinstance(exc, (TransitionConflict, Conflict)):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)

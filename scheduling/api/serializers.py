@@ -50,6 +50,23 @@ class JobSubmitIn(serializers.Serializer):
         help_text='Named resources held exclusively, e.g. ["model:flux-dev"].',
     )
     preemptible = serializers.BooleanField(required=False, help_text="May be stopped for urgent work.")
+    min_gpu_memory_mb = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    gpu_model = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, help_text='A glob: "A100*".'
+    )
+    device_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=0),
+        required=False,
+        help_text="These exact GPU indices (as many as gpu_count).",
+    )
+    node_labels = serializers.DictField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text='Node label globs, all must match: {"gpu_type": "a100*"}.',
+    )
+    target = serializers.ChoiceField(choices=["auto", "local", "worker"], required=False)
+    dry_run = serializers.BooleanField(required=False, help_text="Say where it would go; create nothing.")
+    no_wait = serializers.BooleanField(required=False, help_text="Refuse (409) unless it can start now.")
 
     def validate(self, data):
         if ("template" in data) == ("argv" in data):
@@ -106,6 +123,11 @@ class JobOut(serializers.ModelSerializer):
             "depends_on",
             "resources",
             "preemptible",
+            "min_gpu_memory_mb",
+            "gpu_model",
+            "device_ids",
+            "node_labels",
+            "target",
         ]
 
     depends_on = serializers.PrimaryKeyRelatedField(many=True, read_only=True)

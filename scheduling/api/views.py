@@ -1,5 +1,7 @@
 """REST API views: each parses, authorizes, calls one service or selector, and renders."""
 
+import dataclasses
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -49,6 +51,8 @@ class JobListCreate(APIView):
         data = JobSubmitIn(data=request.data)
         data.is_valid(raise_exception=True)
         job = services.job_submit(user=request.user, **data.validated_data)
+        if isinstance(job, services.DryRun):
+            return Response({**dataclasses.asdict(job), "dry_run": True})
         job.refresh_from_db()
         return Response(JobDetailOut(job).data, status=status.HTTP_201_CREATED)
 

@@ -62,7 +62,12 @@ def test_system_status_shows_which_job_holds_each_gpu(alice, node):
     assert allocation["allocated_gpus"] == ["testnode:0"] and allocation["available_gpus"] == ["testnode:1"]
     assert allocation["running_jobs"] == 1
     device = allocation["devices"][0]
-    assert (device["job_id"], device["owner"], device["simulated"], device["memory_gb"]) == (job.pk, "alice", True, 24.0)
+    assert (device["job_id"], device["owner"], device["simulated"], device["memory_gb"]) == (
+        job.pk,
+        "alice",
+        True,
+        24.0,
+    )
     plain = api_for(alice).get("/api/v1/system/status").json()
     assert "gpu_allocation" not in plain and plain["nodes"][0]["gpus"][1]["name"] == "Simulated GPU"
     assert api_for(alice).get("/api/v1/nodes").json()["nodes"][0]["name"] == "testnode"

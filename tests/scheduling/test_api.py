@@ -97,7 +97,7 @@ def test_bad_input_is_a_400_naming_the_field(root, node, train, body, field):
 def test_more_gpus_than_any_node_has_is_a_400_that_says_so(root, node):
     response = submit(root, argv=["sleep", "1"], gpu_count=3)
     assert response.status_code == 400
-    assert "no node has 3 GPUs; the largest has 2" in response.json()["gpu_count"][0]
+    assert "no node has 3 GPUs; the most on one node is 2" in response.json()["gpu_count"][0]
 
 
 def test_a_priority_above_the_users_ceiling_is_refused(alice, node, train):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpus.placement import NodeFree
+from gpus.placement import PLAIN, GpuSpec, Needs, NodeFree, could_ever_fit
 from scheduling.planner import (
     INF,
     Ageing,
@@ -326,6 +326,27 @@ def test_backfill_uses_a_node_the_reservation_does_not_need():
     assert result.starts == (Start(2, "b", (0,)),)  # job 1 is reserved on a; b is not needed
 
 
+def test_a_job_waits_for_gpus_that_fit_it_and_says_what_it_asked():
+    nodes = (
+        NodeFree("l4", (0, 1), {0: SMALL, 1: SMALL}),
+        NodeFree("a100", (), {0: BIG, 1: BIG}, {"zone": "eu-west"}),
+    )
+    busy = running(50, node="a100", gpus=2, minutes_ago=0, time_limit=600)
+    wants_big = job(1, needs=Needs(min_memory_mb=80000, labels=(("zone", "eu*"),)), time_limit=60)
+    result = plan(snap(wants_big, job(2, age=1), nodes=nodes, run=[busy]), NOW)
+    assert result.starts == ()  # strict order: job 2 waits behind job 1
+    assert result.waits[0].reason == Reason.RESOURCES
+    assert result.waits[0].detail == (
+        "needs 1 GPU(s) (≥ 80000 MB each; labels zone=eu*) on one node; most free on a node: 0"
+    )
+    backfilled = plan(
+        snap(wants_big, job(2, age=1), nodes=nodes, run=[busy], policies=Policies(backfill=True)), NOW
+    )
+    # Job 1's reservation can only be on the A100 node, so job 2 may use the L4s without delaying it.
+    assert backfilled.starts == (Start(2, "l4", (0,)),)
+    assert [(r.job_id, r.node) for r in backfilled.reservations] == [(1, "a100")]
+
+
 def test_preemption_stops_low_priority_preemptible_jobs_for_an_urgent_one():
     victims = [
         running(50, gpus=1, priority=0, preemptible=True, minutes_ago=5),
@@ -362,6 +383,18 @@ pending_jobs = st.lists(
         depends_on=st.lists(st.integers(600, 605), max_size=2).map(tuple),
         resources=st.lists(st.sampled_from(["model:a", "model:b"]), max_size=1).map(tuple),
         time_limit=st.sampled_from([None, 60.0, 600.0, 3600.0]),
+        needs=st.sampled_from(
+            [
+                PLAIN,
+                PLAIN,
+                Needs(min_memory_mb=40000),
+                Needs(model="*l4*"),
+                Needs(device_ids=(1,)),
+                Needs(labels=(("zone", "eu*"),)),
+                Needs(target="local"),
+                Needs(target="worker", min_memory_mb=80000),
+            ]
+        ),
     ),
     max_size=25,
     unique_by=lambda j: j.id,
@@ -383,9 +416,15 @@ running_jobs = st.lists(
     max_size=6,
     unique_by=lambda r: r.id,
 )
+BIG, SMALL = GpuSpec(81920, "A100-SXM4-80GB"), GpuSpec(24576, "NVIDIA L4")
+NODE_META = {  # specs, labels, local
+    "a": ({i: BIG for i in range(4)}, {"zone": "eu-west"}, True),
+    "b": ({i: SMALL for i in range(4)}, {"zone": "us"}, False),
+    "c": ({0: SMALL, 1: BIG, 2: SMALL, 3: BIG}, {"zone": "eu-north"}, False),
+}
 node_sets = st.fixed_dictionaries(
     {name: st.sets(st.integers(0, 3), max_size=4) for name in ("a", "b", "c")}
-).map(lambda d: tuple(NodeFree(name, tuple(sorted(free))) for name, free in d.items()))
+).map(lambda d: tuple(NodeFree(name, tuple(sorted(free)), *NODE_META[name]) for name, free in d.items()))
 policy_sets = st.builds(
     Policies,
     limits=st.builds(
@@ -402,6 +441,18 @@ policy_sets = st.builds(
     preemption=st.sampled_from([None, Preemption(30, 0)]),
     queue_paused=st.sampled_from([False, False, False, True]),
 )
+
+
+def fits_needs(node: NodeFree, gpus, needs: Needs) -> bool:
+    """What the placement rules say, written out again so that the invariant does not trust them."""
+    zone = node.labels.get("zone", "")
+    return (
+        {"local": node.local, "worker": not node.local}.get(needs.target, True)
+        and all(k == "zone" and v == "eu*" and zone.startswith("eu") for k, v in needs.labels)
+        and all(node.specs[g].memory_mb >= (needs.min_memory_mb or 0) for g in gpus)
+        and (needs.model != "*l4*" or all("L4" in node.specs[g].model for g in gpus))
+        and (not needs.device_ids or sorted(gpus) == sorted(needs.device_ids))
+    )
 
 
 @settings(max_examples=400, deadline=None)
@@ -437,9 +488,12 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
     assert sorted(accounted) == sorted(by_id)
     assert all(w.reason in set(Reason) and w.detail for w in result.waits)
 
-    # GPUs are never over-allocated.
+    # GPUs are never over-allocated, and each job gets GPUs and a node that meet what it asked.
     given_out = set()
+    meta = {n.name: n for n in nodes}
     for x in result.starts:
+        needs = by_id[x.job_id].needs
+        assert fits_needs(meta[x.node], x.gpus, needs), (x, needs)
         assert len(x.gpus) == by_id[x.job_id].gpu_count and set(x.gpus) <= free[x.node]
         assert not {(x.node, g) for g in x.gpus} & given_out
         given_out |= {(x.node, g) for g in x.gpus}
@@ -500,6 +554,7 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
         t = by_id[x.job_id].time_limit
         ends.setdefault(x.node, []).append((NOW.timestamp() + t if t else INF, -x.gpus.__len__()))
     for k, res in enumerate(result.reservations):
+        assert could_ever_fit(res.gpu_count, [meta[res.node]], by_id[res.job_id].needs)
         at = res.start.timestamp()
         free_then = len(free[res.node]) + sum(g for end, g in ends.get(res.node, []) if g > 0 and end <= at)
         free_then -= sum(-g for end, g in ends.get(res.node, []) if g < 0 and end > at)

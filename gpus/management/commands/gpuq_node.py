@@ -36,7 +36,12 @@ class Command(BaseCommand):
         name = name or settings.GPUQ_NODE_NAME
         backend, gpus = inventory.detect(node_name=name)
         node = node_register(
-            name=name, backend=backend, gpus=gpus, labels=parse_labels(labels), boot_id=procs.boot_id()
+            name=name,
+            backend=backend,
+            gpus=gpus,
+            labels=parse_labels(labels),
+            boot_id=procs.boot_id(),
+            local=settings.GPUQ_NODE_LOCAL,
         )
         simulated = " (simulated)" if backend == "declared" else ""
         self.stdout.write(f"node {name}: {len(gpus)} GPU(s) from {backend}{simulated}", ending="\n")

@@ -3,7 +3,9 @@
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
+from gpus.models import Node
 from scheduling import supervise
 
 
@@ -19,10 +21,16 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("gpuq_bootstrap", url=f"http://{host}:{port}/")
         flag = supervise.StopFlag()
-        children = [supervise.manage_py("gpuq_web", "--host", host, "--port", str(port))]
-        if not no_node:
-            children.append(supervise.manage_py("gpuq_node"))
+        children = []
         try:
+            if not no_node:
+                # The node first: once the web server answers, submissions find its GPUs.
+                started = timezone.now()
+                children.append(supervise.manage_py("gpuq_node", env={"GPUQ_NODE_LOCAL": "1"}))
+                registered = Node.objects.filter(name=settings.GPUQ_NODE_NAME, heartbeat_at__gte=started)
+                while not (flag.stopping or registered.exists() or children[0].poll() is not None):
+                    flag.sleep(0.1)
+            children.append(supervise.manage_py("gpuq_web", "--host", host, "--port", str(port)))
             while not flag.stopping:
                 if any(child.poll() is not None for child in children):
                     self.stderr.write("a gpuq process exited; stopping the others")
