@@ -124,6 +124,8 @@ GPUQ_NODE_LOCAL = env_bool("GPUQ_NODE_LOCAL", False)  # set by gpuq_serve for th
 GPUQ_INVENTORY = env_str("GPUQ_INVENTORY", "auto")  # auto | nvml | declared
 GPUQ_DECLARED_GPUS = env_str("GPUQ_DECLARED_GPUS", "2x24GB")
 GPUQ_LOG_DIR = Path(env_str("GPUQ_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
+# Per-job checkpoint folders, kept across attempts: put it on storage all nodes share.
+GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(DATA_DIR / "checkpoints"))).resolve()
 # Serve /static/ from the app itself (fine for the embedded default; use a web server at scale).
 GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
 GPUQ_KILL_GRACE_SECONDS = env_float("GPUQ_KILL_GRACE_SECONDS", 10.0)
@@ -131,6 +133,8 @@ GPUQ_HEARTBEAT_SECONDS = env_float("GPUQ_HEARTBEAT_SECONDS", 2.0, minimum=0.05)
 GPUQ_LEASE_SECONDS = env_float("GPUQ_LEASE_SECONDS", 20.0, minimum=0.5)
 GPUQ_NODE_TIMEOUT_SECONDS = env_float("GPUQ_NODE_TIMEOUT_SECONDS", 15.0, minimum=0.5)
 GPUQ_TICK_SECONDS = env_float("GPUQ_TICK_SECONDS", 5.0, minimum=0.1)
+# How often a node reads its GPUs again (readings, foreign processes, GPUs gone or failing).
+GPUQ_INVENTORY_REFRESH_SECONDS = env_float("GPUQ_INVENTORY_REFRESH_SECONDS", 30.0, minimum=1)
 GPUQ_CANCEL_POLL_SECONDS = env_float("GPUQ_CANCEL_POLL_SECONDS", 0.25, minimum=0.01)
 GPUQ_DEFAULT_RUNTIME_SECONDS = env_float("GPUQ_DEFAULT_RUNTIME_SECONDS", 3600.0, minimum=1)
 GPUQ_ESTIMATE_DEPTH = env_int("GPUQ_ESTIMATE_DEPTH", 100, minimum=1)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from django.utils import timezone
 
-from scheduling import procs
+from scheduling import policies, procs
 from scheduling.models import Job
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
@@ -32,6 +33,11 @@ log = logging.getLogger("gpuq.executor")
 
 def job_dir(job_id: int) -> Path:
     return settings.DATA_DIR / "jobs" / str(job_id)
+
+
+def checkpoint_dir(job_id: int) -> Path:
+    """Kept across attempts (and, on shared storage, across nodes) so a requeued job can resume."""
+    return settings.GPUQ_CHECKPOINT_ROOT / str(job_id)
 
 
 def job_environment(job: Job) -> dict[str, str]:
@@ -49,6 +55,7 @@ def job_environment(job: Job) -> dict[str, str]:
             "GPUQ_JOB_ID": str(job.pk),
             "GPUQ_ATTEMPT": str(job.attempt),
             "GPUQ_PROGRESS_FILE": str(job_dir(job.pk) / "progress.json"),
+            "GPUQ_CHECKPOINT_DIR": str(checkpoint_dir(job.pk)),
             "PYTHONUNBUFFERED": env.get("PYTHONUNBUFFERED", "1"),
         }
     )
@@ -62,6 +69,7 @@ class Outcome:
     exit_code: int | None = None
     error: str = ""
     by_id: int | None = None  # the user who asked for this outcome (cancel, pause)
+    cause: str = ""  # for a failure that may retry: exit_code, time_limit or stalled
     fields: dict = field(default_factory=dict)  # more fields the outcome sets (a new attempt after a pause)
 
 
@@ -96,6 +104,7 @@ class Execution:
     def run(self) -> str:
         job = self.job
         job_dir(job.pk).mkdir(parents=True, exist_ok=True)
+        checkpoint_dir(job.pk).mkdir(parents=True, exist_ok=True)
         settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
         log_path = settings.GPUQ_LOG_DIR / f"job-{job.pk}.log"
         Job.objects.filter(pk=job.pk, lease_token=self.token).update(log_path=str(log_path))
@@ -122,7 +131,7 @@ class Execution:
                 Job.objects.filter(pk=job.pk, lease_token=self.token).update(
                     pid=child.pid, pid_start_time=procs.start_time(child.pid)
                 )
-                outcome = self._monitor(child)
+                outcome = self._monitor(child, log_file)
             finally:
                 # Whatever happened, leave no process of this job behind (graceful stops came earlier).
                 procs.signal_group(child.pid, signal.SIGKILL)
@@ -130,9 +139,11 @@ class Execution:
             log_file.write(f"=== gpuq: {outcome.status} ({outcome.reason}) ===\n".encode())
         return self._finish(outcome)
 
-    def _monitor(self, child: subprocess.Popen) -> Outcome:
+    def _monitor(self, child: subprocess.Popen, log_file) -> Outcome:
         job = self.job
         grace = settings.GPUQ_KILL_GRACE_SECONDS
+        stall = policies.stall_timeout(policies.enabled_configs(), job.stall_timeout_seconds)
+        activity, last_activity = self._activity(log_file), time.monotonic()
         started = time.monotonic()
         next_heartbeat = started + settings.GPUQ_HEARTBEAT_SECONDS
         next_check = started + settings.GPUQ_CANCEL_POLL_SECONDS
@@ -142,7 +153,13 @@ class Execution:
             if code is not None:
                 if code == 0:
                     return Outcome(Status.COMPLETED, "exit code 0", exit_code=0)
-                return Outcome(Status.FAILED, f"exit code {code}", exit_code=code, error=f"exit code {code}")
+                return Outcome(
+                    Status.FAILED,
+                    f"exit code {code}",
+                    exit_code=code,
+                    error=f"exit code {code}",
+                    cause="exit_code",
+                )
             now = time.monotonic()
             if job.time_limit_seconds and now - started > job.time_limit_seconds:
                 procs.stop_group(child.pid, grace, poll=child.poll)
@@ -151,10 +168,24 @@ class Execution:
                     "time_limit",
                     exit_code=child.poll(),
                     error=f"time limit of {job.time_limit_seconds} s reached",
+                    cause="time_limit",
                 )
             try:
                 if now >= next_check:
                     next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
+                    if stall:
+                        seen = self._activity(log_file)
+                        if seen != activity:
+                            activity, last_activity = seen, now
+                        elif now - last_activity > stall:
+                            procs.stop_group(child.pid, grace, poll=child.poll)
+                            return Outcome(
+                                Status.FAILED,
+                                "stalled",
+                                exit_code=child.poll(),
+                                error=f"watchdog: no output or progress for {stall:g} s",
+                                cause="stalled",
+                            )
                     row = (
                         Job.objects.filter(pk=job.pk)
                         .values("lease_token", "status", "stop_request", "stop_requested_by", "stop_reason")
@@ -184,6 +215,15 @@ class Execution:
                 if now - last_contact > settings.GPUQ_LEASE_SECONDS:
                     return self._lose_lease(child)
             time.sleep(0.05)
+
+    def _activity(self, log_file) -> tuple:
+        """What changes when the job shows signs of life: its log's size and its progress file."""
+        try:
+            progress = (job_dir(self.job.pk) / "progress.json").stat()
+            progress_mark = (progress.st_mtime_ns, progress.st_size)
+        except OSError:
+            progress_mark = None
+        return os.fstat(log_file.fileno()).st_size, progress_mark
 
     def _heartbeat(self) -> bool:
         """Renew the lease; False when this attempt no longer holds it (fenced by the token)."""
@@ -221,12 +261,45 @@ class Execution:
         fields = {"exit_code": outcome.exit_code, "error": outcome.error, "pid": None, **outcome.fields}
         if progress is not None:
             fields["progress"] = progress
+        status, reason = outcome.status, outcome.reason
+        retry = self._retry(outcome)
+        if retry is not None:
+            status, reason = retry.pop("status"), retry.pop("reason")
+            fields.update(retry)
         try:
             by = get_user_model().objects.filter(pk=outcome.by_id).first() if outcome.by_id else None
-            transition(self.job, outcome.status, by=by, token=self.token, reason=outcome.reason, **fields)
+            transition(self.job, status, by=by, token=self.token, reason=reason, **fields)
         except (TransitionConflict, InvalidTransition):
             log.warning(
                 "job %s: outcome %s not recorded: the lease changed hands", self.job.pk, outcome.status
             )
             return "lease lost"
-        return str(outcome.status)
+        return str(status)
+
+    def _retry(self, outcome: Outcome) -> dict | None:
+        """The status and fields of a retry of this failed attempt, if the retry policy and the attempts
+        left allow one: back to `pending`, or `scheduled` until the backoff has passed."""
+        job = self.job
+        if outcome.status != Status.FAILED or not outcome.cause or job.faults + 1 >= job.max_attempts:
+            return None
+        delay = policies.retry_delay(
+            policies.enabled_configs(),
+            cause=outcome.cause,
+            exit_code=outcome.exit_code,
+            failures=job.faults + 1,
+        )
+        if delay is None:
+            return None
+        at = timezone.now() + timedelta(seconds=delay)
+        detail = f"{outcome.reason}; retry {job.attempt + 1} of up to {job.max_attempts}"
+        return {
+            "status": Status.SCHEDULED if delay > 0 else Status.PENDING,
+            "reason": f"{detail}, in {delay:g} s",
+            "attempt": job.attempt + 1,
+            "faults": job.faults + 1,
+            "start_after": at if delay > 0 else job.start_after,
+            "started_at": None,
+            "lease_token": "",
+            "wait_reason": "retry" if delay > 0 else "",
+            "wait_detail": f"{detail} at {at:%H:%M:%S} UTC" if delay > 0 else "",
+        }

@@ -100,11 +100,14 @@ class Job(models.Model):
     wait_detail = models.CharField(max_length=300, default="", blank=True)
 
     attempt = models.PositiveIntegerField(default=1)  # every run is an attempt (requeue, pause, preempt: + 1)
-    faults = models.PositiveIntegerField(default=0)  # attempts lost to a dead executor or node
+    faults = models.PositiveIntegerField(default=0)  # attempts lost: dead executor or node, retried failure
     max_attempts = models.PositiveIntegerField(
         default=3
     )  # attempts that may end in a fault, this one included
     time_limit_seconds = models.PositiveIntegerField(null=True, blank=True)
+    stall_timeout_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="End the job when neither output nor progress changes this long."
+    )
 
     submitted_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -208,6 +211,8 @@ class PolicyType(models.TextChoices):
     BACKFILL = "backfill", "Backfill"
     PREEMPTION = "preemption", "Preemption"
     QUEUE_PAUSE = "queue_pause", "Queue paused"
+    RETRY = "retry", "Retries of failed jobs"
+    WATCHDOG = "watchdog", "Watchdog for stalled jobs"
 
 
 class SchedulingPolicy(models.Model):

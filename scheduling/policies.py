@@ -55,6 +55,23 @@ SCHEMAS: dict[str, dict] = {
         "properties": {"min_priority": {"type": "integer"}, "max_victim_priority": {"type": "integer"}}
     },
     PolicyType.QUEUE_PAUSE: {"properties": {"reason": {"type": "string", "maxLength": 300}}},
+    PolicyType.RETRY: {
+        "properties": {
+            "exit_codes": {
+                "oneOf": [{"type": "array", "items": {"type": "integer"}}, {"const": "any"}],
+                "description": 'exit codes that retry (a signal N is -N), or "any" non-zero code',
+            },
+            "time_limit": {"type": "boolean"},
+            "stalled": {"type": "boolean"},
+            "backoff_seconds": {"type": "number", "minimum": 0},
+            "backoff_factor": {"type": "number", "minimum": 1},
+            "max_backoff_seconds": {"type": "number", "minimum": 0},
+        }
+    },
+    PolicyType.WATCHDOG: {
+        "properties": {"stall_minutes": {"type": "number", "exclusiveMinimum": 0}},
+        "required": ["stall_minutes"],
+    },
 }
 DEFAULTS: dict[str, dict] = {
     PolicyType.FAIR_SHARE: {"half_life_hours": 24},
@@ -65,6 +82,14 @@ DEFAULTS: dict[str, dict] = {
     PolicyType.SERIAL: {"scope": "global"},
     PolicyType.BACKFILL: {"depth": 100},
     PolicyType.PREEMPTION: {"min_priority": 30, "max_victim_priority": 0},
+    PolicyType.RETRY: {
+        "exit_codes": "any",
+        "time_limit": False,
+        "stalled": True,
+        "backoff_seconds": 30,
+        "backoff_factor": 2,
+        "max_backoff_seconds": 3600,
+    },
 }
 
 
@@ -170,6 +195,38 @@ def approval_reason(
         if cost > rule["max_cost"]:
             return f"estimated cost {cost:.2f} ({gpu_count} GPU × {hours:.1f} h × {price:g}) exceeds {rule['max_cost']:g}"
     return None
+
+
+def retry_delay(
+    configs: dict[str, dict], *, cause: str, exit_code: int | None, failures: int
+) -> float | None:
+    """Seconds to wait before retrying a failed attempt, or None when it must not retry.
+
+    `cause` is "exit_code", "time_limit" or "stalled"; `failures` counts this job's failed attempts so
+    far, this one included (the backoff doubles, by default, with each)."""
+    rule = configs.get(PolicyType.RETRY)
+    if not rule:
+        return None
+    if cause == "exit_code":
+        codes = rule["exit_codes"]
+        if exit_code in (None, 0) or (codes != "any" and exit_code not in codes):
+            return None
+    elif cause in ("time_limit", "stalled"):
+        if not rule[cause]:
+            return None
+    else:
+        return None
+    delay = rule["backoff_seconds"] * rule["backoff_factor"] ** max(0, failures - 1)
+    return min(delay, rule["max_backoff_seconds"])
+
+
+def stall_timeout(configs: dict[str, dict], job_timeout: float | None) -> float | None:
+    """Seconds without output or progress after which the watchdog ends a job (the job's own setting
+    wins over the policy's)."""
+    if job_timeout:
+        return float(job_timeout)
+    rule = configs.get(PolicyType.WATCHDOG)
+    return rule["stall_minutes"] * 60 if rule else None
 
 
 def set_policy(policy_type: str, *, enabled: bool, config: dict | None = None) -> SchedulingPolicy:

@@ -66,6 +66,7 @@ def job_submit(
     gpu_count: int | None = None,
     priority: int | None = None,
     time_limit_seconds: int | None = None,
+    stall_timeout_seconds: int | None = None,
     max_attempts: int | None = None,
     start_after: datetime | None = None,
     off_peak_only: bool = False,
@@ -116,6 +117,8 @@ def job_submit(
         time_limit_seconds = template.default_time_limit_seconds
     if time_limit_seconds is not None and time_limit_seconds < 1:
         raise ValidationError({"time_limit_seconds": "must be at least 1 second"})
+    if stall_timeout_seconds is not None and stall_timeout_seconds < 1:
+        raise ValidationError({"stall_timeout_seconds": "must be at least 1 second"})
     max_attempts = max_attempts if max_attempts is not None else settings.GPUQ_DEFAULT_MAX_ATTEMPTS
     if max_attempts < 1:
         raise ValidationError({"max_attempts": "must be at least 1"})
@@ -161,6 +164,7 @@ def job_submit(
         wait_reason=wait_reason,
         wait_detail=wait_detail[:300],
         time_limit_seconds=time_limit_seconds,
+        stall_timeout_seconds=stall_timeout_seconds,
         max_attempts=max_attempts,
         start_after=start_after,
         off_peak_only=off_peak_only,

@@ -29,9 +29,10 @@ ALLOWED: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.DISPATCHED, Status.PAUSED, Status.CANCELLED, Status.FAILED}),
     # dispatched → pending/failed: the executor never took it (lost task or node); requeue or give up.
     Status.DISPATCHED: frozenset({Status.RUNNING, Status.PENDING, Status.CANCELLED, Status.FAILED}),
-    # running → pending: retry, preemption or a lost executor, always with attempt + 1.
+    # running → pending: retry, preemption or a lost executor, always with attempt + 1;
+    # running → scheduled: a retry after a backoff (start_after set).
     Status.RUNNING: frozenset(
-        {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PENDING, Status.PAUSED}
+        {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PENDING, Status.PAUSED, Status.SCHEDULED}
     ),
     Status.PAUSED: frozenset({Status.PENDING, Status.CANCELLED}),
     Status.COMPLETED: frozenset(),

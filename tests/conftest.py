@@ -21,6 +21,7 @@ def _isolated_data(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
     settings.DATA_DIR = tmp_path
     settings.GPUQ_LOG_DIR = tmp_path / "logs"
+    settings.GPUQ_CHECKPOINT_ROOT = tmp_path / "checkpoints"
     settings.GPUQ_KILL_GRACE_SECONDS = 2.0
     settings.GPUQ_HEARTBEAT_SECONDS = 0.2
     settings.GPUQ_CANCEL_POLL_SECONDS = 0.05

@@ -32,6 +32,12 @@ class JobSubmitIn(serializers.Serializer):
     gpu_count = serializers.IntegerField(min_value=1, max_value=1024, required=False)
     priority = serializers.IntegerField(min_value=-1000, max_value=1000, required=False)
     time_limit_seconds = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    stall_timeout_seconds = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="End it after this long without output or progress.",
+    )
     max_attempts = serializers.IntegerField(min_value=1, max_value=100, required=False)
     start_after = serializers.DateTimeField(
         required=False, allow_null=True, help_text="Start no earlier than this."
@@ -108,6 +114,8 @@ class JobOut(serializers.ModelSerializer):
             "attempt",
             "max_attempts",
             "time_limit_seconds",
+            "stall_timeout_seconds",
+            "faults",
             "submitted_at",
             "started_at",
             "finished_at",

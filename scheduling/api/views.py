@@ -18,7 +18,7 @@ from scheduling.api.serializers import (
     TemplateOut,
 )
 from scheduling.models import JobTemplate
-from scheduling.states import Status
+from scheduling.states import TERMINAL, Status
 
 
 class JobListCreate(APIView):
@@ -78,11 +78,35 @@ class JobCancel(APIView):
 
 class JobLog(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("lines", int, description="how many (default 100, max 10000)")],
+        parameters=[
+            OpenApiParameter("lines", int, description="how many (default 100, max 10000)"),
+            OpenApiParameter(
+                "offset",
+                int,
+                description="follow: the text from this byte on (up to 1 MiB) and `next_offset` to ask "
+                "for next; repeat until `finished` is true and `next_offset` equals `size`",
+            ),
+        ],
         responses=LogOut,
     )
     def get(self, request, job_id: int):
         job = get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
+        if "offset" in request.query_params:
+            raw = request.query_params["offset"]
+            if not raw.isdigit():
+                return Response({"offset": ["a byte offset: 0 or more"]}, status=status.HTTP_400_BAD_REQUEST)
+            finished = job.status in TERMINAL
+            text, next_offset, size = logs.read_from(job.log_path, int(raw), final=finished)
+            return Response(
+                {
+                    "job": job.pk,
+                    "offset": min(int(raw), size),
+                    "text": text,
+                    "next_offset": next_offset,
+                    "size": size,
+                    "finished": finished,
+                }
+            )
         raw = request.query_params.get("lines", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= 10000:
             return Response({"lines": ["a whole number from 1 to 10000"]}, status=status.HTTP_400_BAD_REQUEST)

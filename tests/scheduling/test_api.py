@@ -177,6 +177,37 @@ def test_the_log_tail(alice, tmp_path):
     assert api_for(alice).get(f"/api/v1/jobs/{job.pk}/log?lines=0").status_code == 400
 
 
+def test_following_the_log_by_offset_returns_each_byte_once_and_whole_characters(alice, bob, tmp_path):
+    path = tmp_path / "job.log"
+    job = make_job(alice, log_path=str(path), status=Status.RUNNING)
+    api = api_for(alice)
+
+    def follow(offset):
+        return api.get(f"/api/v1/jobs/{job.pk}/log?offset={offset}").json()
+
+    assert follow(0) == {
+        "job": job.pk,
+        "offset": 0,
+        "text": "",
+        "next_offset": 0,
+        "size": 0,
+        "finished": False,
+    }
+    path.write_bytes("épo".encode())  # 4 bytes
+    first = follow(0)
+    assert (first["text"], first["next_offset"]) == ("épo", 4)
+    path.write_bytes("époque ".encode() + "→".encode()[:2])  # a character cut in two at the end
+    second = follow(first["next_offset"])
+    assert (second["text"], second["next_offset"], second["size"]) == ("que ", 8, 10)
+    with open(path, "ab") as handle:
+        handle.write("→".encode()[2:] + b" done\n")
+    third = follow(second["next_offset"])
+    assert third["text"] == "→ done\n" and third["next_offset"] == third["size"]
+    assert first["text"] + second["text"] + third["text"] == path.read_text()
+    assert api.get(f"/api/v1/jobs/{job.pk}/log?offset=-1").status_code == 400
+    assert api_for(bob).get(f"/api/v1/jobs/{job.pk}/log?offset=0").status_code == 404
+
+
 def test_the_queue_lists_running_and_pending_jobs_with_position_and_reason(alice, bob, node):
     first, second, third = (make_job(owner, argv=["sleep", "30"]) for owner in (alice, bob, alice))
     tick()
