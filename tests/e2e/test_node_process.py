@@ -1,63 +1,21 @@
 """The whole pipeline with real processes: a `gpuq_node` process (with its django-q2 cluster) executes
 jobs that this test submits through the API; the node is killed with SIGKILL and restarted."""
 
-import os
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from gpus.models import Allocation
 from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import Status
-from tests.conftest import api_for, child_env, wait_for
+from tests.conftest import api_for, wait_for
+from tests.e2e.conftest import children_groups
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def start_node(tmp_path):
-    """Start `manage.py gpuq_node` against the test database; stop it (and its cluster) afterwards."""
-    started = []
-
-    def start(name="e2e", gpus="2x24GB"):
-        env = child_env(
-            GPUQ_NODE_NAME=name,
-            GPUQ_DECLARED_GPUS=gpus,
-            GPUQ_INVENTORY="declared",
-            GPUQ_DATA_DIR=tmp_path,
-            GPUQ_TICK_SECONDS=0.5,
-            GPUQ_HEARTBEAT_SECONDS=0.3,
-            GPUQ_LEASE_SECONDS=3,
-            GPUQ_KILL_GRACE_SECONDS=2,
-            GPUQ_Q_POLL_SECONDS=0.05,
-        )
-        node = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_node"],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        started.append(node)
-        assert node.stdout.readline().startswith(f"node {name}: 2 GPU(s) from declared")
-        return node
-
-    yield start
-    for node in started:
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGTERM)
-            try:
-                node.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
-                node.wait()
 
 
 def statuses(*jobs):
@@ -126,7 +84,7 @@ def test_sigkill_of_the_node_never_leaves_a_job_running_nor_runs_it_twice(root, 
     )
     child_pid = job.pid
     wait_for(lambda: marks.exists() and "start 1" in marks.read_text(), message="attempt 1 to begin its work")
-    cluster_groups = _children_groups(node.pid)
+    cluster_groups = children_groups(node.pid)
     assert len(cluster_groups) >= 2  # the node's own group and its cluster's
     for pgid in cluster_groups:  # the node process and its whole django-q2 cluster, at once
         procs.signal_group(pgid, signal.SIGKILL)
@@ -151,19 +109,3 @@ def test_sigkill_of_the_node_never_leaves_a_job_running_nor_runs_it_twice(root, 
     assert float(lines[1][2]) <= float(lines[2][2])  # attempt 2 started after attempt 1 ended
     assert not Allocation.objects.active().exists()
     assert job.finished_at <= timezone.now()
-
-
-def _children_groups(pid: int) -> set[int]:
-    """Process groups of the descendants of `pid` (found before it is reaped)."""
-    groups = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[1] is the parent pid, fields[2] the process group.
-        if fields[1] == str(pid) or fields[2] == str(pid):
-            groups.add(int(fields[2]))
-    return groups

@@ -1,0 +1,121 @@
+"""Two node processes on one machine, as two GPU machines sharing one database: jobs go where placement
+says (labels, model pattern, memory, target), and when one node is killed its job finishes on the other."""
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from gpus.models import Allocation, Node, NodeStatus
+from scheduling import procs
+from scheduling.models import Job
+from scheduling.states import Status
+from tests.conftest import api_for, wait_for
+from tests.e2e.conftest import children_groups
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+# Prints what proves where it ran: the folder its node gave it, and the GPUs it may use.
+WHERE = "import os; print('cwd', os.getcwd()); print('cuda', os.environ['CUDA_VISIBLE_DEVICES'])"
+
+
+@pytest.fixture
+def two_nodes(start_node, tmp_path):
+    """`small`: the server's own node, 2 × 24 GB L4 in eu; `big`: a worker, 4 × 80 GB A100 in us."""
+    start_node(
+        "small",
+        gpus="2x24GB:NVIDIA L4",
+        labels="zone=eu-west",
+        data_dir=tmp_path / "small",
+        GPUQ_NODE_LOCAL=1,
+    )
+    start_node(
+        "big",
+        gpus="4x80GB:NVIDIA A100-SXM4-80GB",
+        labels="zone=us-east,gpu_type=a100",
+        data_dir=tmp_path / "big",
+    )
+    return tmp_path
+
+
+def test_jobs_run_where_placement_says_with_the_right_gpus(root, two_nodes):
+    client = api_for(root)
+    asks = [
+        ({"node_labels": {"zone": "eu-*"}}, "small", "0"),
+        ({"gpu_model": "A100*", "gpu_count": 2}, "big", "0,1"),
+        ({"min_gpu_memory_mb": 40000, "gpu_count": 2}, "big", "2,3"),
+        ({"target": "local", "device_ids": [1]}, "small", "1"),
+    ]
+    ids = []
+    for ask, _, _ in asks:
+        # Each job holds its GPUs a moment, so that the next ones see them busy.
+        argv = [sys.executable, "-c", WHERE + "; import time; time.sleep(1.5)"]
+        response = client.post("/api/v1/jobs", {"argv": argv, **ask}, format="json")
+        assert response.status_code == 201, response.json()
+        ids.append(response.json()["id"])
+    wait_for(
+        lambda: all(Job.objects.get(pk=i).status == Status.COMPLETED for i in ids),
+        timeout=30,
+        message="all jobs to complete",
+    )
+    for job_id, (ask, node, cuda) in zip(ids, asks, strict=True):
+        job = Job.objects.select_related("node").get(pk=job_id)
+        assert job.node.name == node, ask
+        lines = client.get(f"/api/v1/jobs/{job_id}/log").json()["lines"]
+        # The job ran in the data folder of the node the database names, with the GPUs it was given.
+        assert f"cwd {two_nodes / node / 'jobs' / str(job_id)}" in lines, (ask, lines)
+        assert f"cuda {cuda}" in lines, (ask, lines)
+        assert ",".join(map(str, job.gpu_indices)) == cuda
+    assert not Allocation.objects.active().exists()
+
+
+def test_a_killed_node_goes_offline_and_its_job_finishes_on_the_other(root, start_node, tmp_path):
+    timing = {"GPUQ_NODE_TIMEOUT_SECONDS": 3}
+    first = start_node("first", data_dir=tmp_path / "first", **timing)
+    client = api_for(root)
+    # Attempt 1 runs until killed; attempt 2 (on the other node) finishes at once.
+    code = "import os, time; print('attempt', os.environ['GPUQ_ATTEMPT'], os.getcwd()); " + (
+        "time.sleep(0 if os.environ['GPUQ_ATTEMPT'] != '1' else 600)"
+    )
+    job_id = client.post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
+    job = wait_for(
+        lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
+        timeout=15,
+        message="the job to run on the first node",
+    )
+    assert job.node.name == "first"
+    start_node("second", data_dir=tmp_path / "second", **timing)
+
+    killed = time.monotonic()
+    for pgid in children_groups(first.pid):  # the node process and its whole cluster, at once
+        procs.signal_group(pgid, signal.SIGKILL)
+    first.wait()
+    wait_for(
+        lambda: Node.objects.get(name="first").status == NodeStatus.OFFLINE,
+        timeout=30,
+        message="the killed node to go offline",
+    )
+    offline_after = time.monotonic() - killed
+    wait_for(lambda: Job.objects.get(pk=job_id).attempt == 2, timeout=30, message="the job to be requeued")
+    requeued_after = time.monotonic() - killed
+    wait_for(
+        lambda: Job.objects.get(pk=job_id).status == Status.COMPLETED,
+        timeout=20,
+        message="the job to finish on the other node",
+    )
+    job = Job.objects.select_related("node").get(pk=job_id)
+    assert job.node.name == "second" and job.attempt == 2
+    assert offline_after < 30 and requeued_after < 30, (offline_after, requeued_after)
+    moves = [(t.from_status, t.to_status) for t in job.transitions.order_by("id")]
+    assert moves[-4:] == [
+        ("running", "pending"),
+        ("pending", "dispatched"),
+        ("dispatched", "running"),
+        ("running", "completed"),
+    ]
+    log = open(job.log_path).read()
+    assert f"attempt 2 {tmp_path / 'second' / 'jobs' / str(job_id)}" in log
+    assert not os.path.exists(f"/proc/{job.pid}") if job.pid else True
+    assert not Allocation.objects.active().exists()
