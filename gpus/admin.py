@@ -9,18 +9,47 @@ from gpus.services import node_set_drained
 class GpuInline(admin.TabularInline):
     model = Gpu
     extra = 0
-    fields = ["index", "model_name", "memory_mb", "uuid", "simulated", "healthy"]
-    readonly_fields = ["index", "model_name", "memory_mb", "uuid", "simulated"]
+    fields = [
+        "index",
+        "model_name",
+        "memory_mb",
+        "uuid",
+        "simulated",
+        "healthy",
+        "unhealthy_reason",
+        "memory_used_mb",
+        "utilization_percent",
+        "temperature_c",
+        "foreign_pids",
+        "readings_at",
+    ]
+    readonly_fields = [
+        "index",
+        "model_name",
+        "memory_mb",
+        "uuid",
+        "simulated",
+        "unhealthy_reason",
+        "memory_used_mb",
+        "utilization_percent",
+        "temperature_c",
+        "foreign_pids",
+        "readings_at",
+    ]
 
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "drained", "backend", "heartbeat_at", "registered_at"]
+    list_display = ["name", "status", "drained", "backend", "simulated", "heartbeat_at", "registered_at"]
     list_filter = ["status", "drained", "backend"]
     actions = ["drain", "undrain"]
     search_fields = ["name"]
     readonly_fields = ["backend", "boot_id", "heartbeat_at", "registered_at"]
     inlines = [GpuInline]
+
+    @admin.display(boolean=True, description="simulated GPUs")
+    def simulated(self, node: Node) -> bool:
+        return node.backend == "declared"
 
     @admin.action(description="Drain: no new jobs; running ones finish")
     def drain(self, request, queryset):
@@ -35,9 +64,36 @@ class NodeAdmin(admin.ModelAdmin):
 
 @admin.register(Gpu)
 class GpuAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "node", "index", "model_name", "memory_mb", "simulated", "healthy"]
+    list_display = [
+        "__str__",
+        "node",
+        "index",
+        "model_name",
+        "memory_mb",
+        "memory_used_mb",
+        "utilization_percent",
+        "temperature_c",
+        "busy",
+        "simulated",
+        "healthy",
+        "unhealthy_reason",
+        "readings_at",
+    ]
     list_filter = ["node", "simulated", "healthy"]
+    list_select_related = ["node"]
     search_fields = ["uuid", "model_name", "node__name"]
+    readonly_fields = [
+        "unhealthy_reason",
+        "memory_used_mb",
+        "utilization_percent",
+        "temperature_c",
+        "foreign_pids",
+        "readings_at",
+    ]
+
+    @admin.display(boolean=True, description="busy (foreign process)")
+    def busy(self, gpu: Gpu) -> bool:
+        return gpu.busy_foreign
 
 
 @admin.register(Allocation)

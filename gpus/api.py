@@ -22,6 +22,14 @@ def node_view(node: Node, holders: dict[int, dict] | None = None) -> dict:
             "memory_gb": round(gpu.memory_mb / 1024, 1),
             "simulated": gpu.simulated,
             "healthy": gpu.healthy,
+            "unhealthy_reason": "" if gpu.healthy else gpu.unhealthy_reason,
+            # Busy: a process that is not a gpuq job uses it (pids in foreign_pids); not given out.
+            "busy": gpu.busy_foreign,
+            "foreign_pids": list(gpu.foreign_pids),
+            "memory_used_mb": gpu.memory_used_mb,
+            "utilization_percent": gpu.utilization_percent,
+            "temperature_c": gpu.temperature_c,
+            "readings_at": gpu.readings_at.isoformat() if gpu.readings_at else None,
         }
         if holders is not None:
             holder = holders.get(gpu.pk)
@@ -94,7 +102,11 @@ class SystemStatus(APIView):
                 "available_gpus": [
                     f"{d['node']}:{d['index']}"
                     for d, n in ((d, next(x for x in nodes if x["name"] == d["node"])) for d in devices)
-                    if not d["allocated"] and d["healthy"] and n["status"] == "online" and not n["drained"]
+                    if not d["allocated"]
+                    and d["healthy"]
+                    and not d["busy"]
+                    and n["status"] == "online"
+                    and not n["drained"]
                 ],
                 "running_jobs": len({d["job_id"] for d in devices if d["allocated"]}),
                 "devices": devices,

@@ -12,11 +12,20 @@ log = logging.getLogger("gpuq.inventory")
 
 @dataclass(frozen=True)
 class GpuInfo:
+    """One GPU as the inventory reads it. The readings are None where the backend has none (declared
+    GPUs) or the device does not support them; `error` non-empty means the device could not be read and
+    must not be used."""
+
     index: int
     uuid: str
     model_name: str
     memory_mb: int
     simulated: bool
+    memory_used_mb: int | None = None
+    utilization_percent: int | None = None
+    temperature_c: int | None = None
+    process_pids: tuple[int, ...] = ()
+    error: str = ""
 
 
 _DECLARED = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*(GB|MB)\s*(?::\s*(.+?))?\s*$", re.IGNORECASE)
@@ -47,6 +56,10 @@ def parse_declared(spec: str, *, node_name: str) -> list[GpuInfo]:
     return gpus
 
 
+class InventoryError(Exception):
+    """The backend could not list the GPUs at all (e.g. the NVIDIA driver stopped answering)."""
+
+
 def detect(*, node_name: str) -> tuple[str, list[GpuInfo]]:
     """Return (backend, GPUs) for this machine according to `GPUQ_INVENTORY` (auto, nvml, declared)."""
     mode = settings.GPUQ_INVENTORY
@@ -60,4 +73,20 @@ def detect(*, node_name: str) -> tuple[str, list[GpuInfo]]:
             return "nvml", gpus
         if mode == "nvml":
             raise ImproperlyConfigured("GPUQ_INVENTORY=nvml but no NVIDIA driver answered (see the log)")
+        log.info("no NVML; using the declared (simulated) GPUs %s", settings.GPUQ_DECLARED_GPUS)
     return "declared", parse_declared(settings.GPUQ_DECLARED_GPUS, node_name=node_name)
+
+
+def read(backend: str, *, node_name: str) -> list[GpuInfo]:
+    """Read again the GPUs of the backend `detect` chose (for the periodic refresh). Raises
+    InventoryError when NVML, chosen at start-up, no longer answers at all."""
+    if backend == "nvml":
+        from gpus import nvml
+
+        gpus = nvml.read_gpus()
+        if gpus is None:
+            raise InventoryError("NVML no longer answers (see the log)")
+        return gpus
+    if backend == "declared":
+        return parse_declared(settings.GPUQ_DECLARED_GPUS, node_name=node_name)
+    raise InventoryError(f"unknown inventory backend {backend!r}")

@@ -42,6 +42,17 @@ class Gpu(models.Model):
     memory_mb = models.PositiveIntegerField(default=0)
     simulated = models.BooleanField(default=False)
     healthy = models.BooleanField(default=True)
+    # Why the inventory took it out of the pool (no longer reported, or an NVML error); empty when it is
+    # healthy, or when an admin unticked `healthy` (the inventory then leaves it out until the node
+    # restarts).
+    unhealthy_reason = models.CharField(max_length=300, blank=True, default="")
+    # The latest readings of the inventory (None: the backend or the device has none; declared GPUs).
+    memory_used_mb = models.PositiveIntegerField(null=True, blank=True)
+    utilization_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    temperature_c = models.SmallIntegerField(null=True, blank=True)
+    # Pids of processes on the GPU that are not gpuq jobs: while any, the GPU is busy and not given out.
+    foreign_pids = models.JSONField(default=list, blank=True)
+    readings_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["node__name", "index"]
@@ -50,6 +61,11 @@ class Gpu(models.Model):
     def __str__(self) -> str:
         kind = " (simulated)" if self.simulated else ""
         return f"{self.node.name}:{self.index} {self.model_name}{kind}"
+
+    @property
+    def busy_foreign(self) -> bool:
+        """A process that is not a gpuq job uses it: it is not given out."""
+        return bool(self.foreign_pids)
 
 
 class AllocationQuerySet(models.QuerySet):

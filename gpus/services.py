@@ -1,4 +1,4 @@
-"""Writes on nodes and GPUs: register this machine's node and inventory, heartbeat."""
+"""Writes on nodes and GPUs: register this machine's node and inventory, refresh it, heartbeat."""
 
 import logging
 from datetime import timedelta
@@ -9,6 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.permissions import is_admin
+from gpus import inventory
+from gpus import procs as gpu_procs
 from gpus.inventory import GpuInfo
 from gpus.models import Gpu, Node, NodeStatus
 
@@ -18,8 +20,8 @@ log = logging.getLogger("gpuq.nodes")
 def node_register(
     *, name: str, backend: str, gpus: list[GpuInfo], labels: dict, boot_id: str, local: bool = False
 ) -> Node:
-    """Create or refresh the node and its GPUs. GPUs no longer reported are marked unhealthy, not
-    deleted: their allocation history stays and the planner stops giving them out."""
+    """Create or refresh the node and its GPUs (as node_refresh_gpus does). At registration every
+    reported GPU is healthy again, even one an admin took out by hand."""
     now = timezone.now()
     with transaction.atomic():
         node, _ = Node.objects.update_or_create(
@@ -35,22 +37,110 @@ def node_register(
         if node.status == NodeStatus.OFFLINE:
             Node.objects.filter(pk=node.pk).update(status=NodeStatus.ONLINE)
             node.status = NodeStatus.ONLINE
-        seen = []
-        for info in gpus:
-            gpu, _ = Gpu.objects.update_or_create(
-                node=node,
-                index=info.index,
-                defaults={
-                    "uuid": info.uuid,
-                    "model_name": info.model_name,
-                    "memory_mb": info.memory_mb,
-                    "simulated": info.simulated,
-                    "healthy": True,
-                },
-            )
-            seen.append(gpu.pk)
-        Gpu.objects.filter(node=node).exclude(pk__in=seen).update(healthy=False)
+        reported = {pid for info in gpus for pid in info.process_pids}
+        _apply_inventory(
+            node,
+            gpus,
+            our_pids=gpu_procs.our_pids(node, reported),
+            now=now,
+            revive_all=True,
+            missing_reason=f"no longer reported by {backend}",
+        )
     return node
+
+
+def node_refresh_gpus(
+    *, node: Node, gpus: list[GpuInfo], our_pids: set[int], missing_reason: str = ""
+) -> None:
+    """Store a fresh inventory of the node's GPUs (matched by index).
+
+    Each reported GPU gets its readings, and as `foreign_pids` the pids on it that are not in `our_pids`
+    (the node's running jobs and their descendants): while any, it is busy and not given out. A GPU read
+    with an error, or no longer reported, is marked unhealthy with the reason (never deleted: its
+    allocation history stays); when it is reported well again it is healthy again. A GPU an admin made
+    unhealthy by hand (no reason) stays so until the node registers again."""
+    with transaction.atomic():
+        _apply_inventory(
+            node,
+            gpus,
+            our_pids=our_pids,
+            now=timezone.now(),
+            revive_all=False,
+            missing_reason=missing_reason or f"no longer reported by {node.backend}",
+        )
+
+
+def node_refresh_inventory(*, node: Node) -> None:
+    """Read the node's backend again and store it (gpuq_node, every GPUQ_INVENTORY_REFRESH_SECONDS). If
+    the backend cannot list its GPUs at all, every GPU of the node is marked unhealthy."""
+    try:
+        gpus = inventory.read(node.backend, node_name=node.name)
+    except inventory.InventoryError as error:
+        log.warning("node %s: inventory failed (%s); its GPUs are unhealthy", node.name, error)
+        node_refresh_gpus(node=node, gpus=[], our_pids=set(), missing_reason=f"inventory failed: {error}")
+        return
+    reported = {pid for info in gpus for pid in info.process_pids}
+    node_refresh_gpus(node=node, gpus=gpus, our_pids=gpu_procs.our_pids(node, reported))
+
+
+_REASON_MAX = Gpu._meta.get_field("unhealthy_reason").max_length
+_NO_READINGS = {
+    "memory_used_mb": None,
+    "utilization_percent": None,
+    "temperature_c": None,
+    "foreign_pids": [],
+}
+
+
+def _apply_inventory(
+    node: Node, gpus: list[GpuInfo], *, our_pids: set[int], now, revive_all: bool, missing_reason: str
+) -> None:
+    existing = {gpu.index: gpu for gpu in Gpu.objects.filter(node=node)}
+    for info in gpus:
+        gpu = existing.pop(info.index, None)
+        if info.error:
+            reason = info.error[:_REASON_MAX]
+            # Keep what was known of a device that cannot be read now; store what could be read.
+            known = {k: v for k, v in _identity(info).items() if v} if gpu else _identity(info)
+            fields = {**known, **_NO_READINGS, "healthy": False, "unhealthy_reason": reason}
+            if gpu is None or gpu.healthy:
+                log.warning("node %s: GPU %s unhealthy: %s", node.name, info.index, reason)
+        else:
+            if gpu is not None and gpu.uuid and info.uuid != gpu.uuid:
+                log.warning("node %s: GPU %s is now %s (was %s)", node.name, info.index, info.uuid, gpu.uuid)
+            fields = {
+                **_identity(info),
+                "memory_used_mb": info.memory_used_mb,
+                "utilization_percent": info.utilization_percent,
+                "temperature_c": info.temperature_c,
+                "foreign_pids": sorted(set(info.process_pids) - set(our_pids)),
+                "readings_at": now,
+            }
+            if gpu is None or gpu.healthy or gpu.unhealthy_reason or revive_all:
+                if gpu is not None and not gpu.healthy:
+                    log.info("node %s: GPU %s is healthy again", node.name, info.index)
+                fields.update(healthy=True, unhealthy_reason="")
+        if gpu is None:
+            Gpu.objects.create(node=node, index=info.index, **fields)
+        else:
+            Gpu.objects.filter(pk=gpu.pk).update(**fields)
+    # Not reported: out of the pool. One an admin took out by hand (unhealthy, no reason) is left as is.
+    for gpu in existing.values():
+        if gpu.healthy or gpu.unhealthy_reason:
+            if gpu.healthy:
+                log.warning("node %s: GPU %s unhealthy: %s", node.name, gpu.index, missing_reason)
+            Gpu.objects.filter(pk=gpu.pk).update(
+                healthy=False, unhealthy_reason=missing_reason[:_REASON_MAX], **_NO_READINGS
+            )
+
+
+def _identity(info: GpuInfo) -> dict:
+    return {
+        "uuid": info.uuid,
+        "model_name": info.model_name,
+        "memory_mb": info.memory_mb,
+        "simulated": info.simulated,
+    }
 
 
 def node_heartbeat(*, node: Node) -> None:

@@ -1,13 +1,21 @@
-"""Run this machine's node: register its GPUs, reconcile, run its executor cluster, tick and reap."""
+"""Run this machine's node: register its GPUs, reconcile, run its executor cluster, tick and reap, and
+read its GPUs again every GPUQ_INVENTORY_REFRESH_SECONDS."""
 
 import logging
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from gpus import inventory
-from gpus.services import node_go_offline, node_heartbeat, node_register, nodes_mark_offline
+from gpus.services import (
+    node_go_offline,
+    node_heartbeat,
+    node_refresh_inventory,
+    node_register,
+    nodes_mark_offline,
+)
 from scheduling import procs, supervise
 from scheduling.reaper import reap, reconcile_node
 from scheduling.tick import tick
@@ -50,8 +58,17 @@ class Command(BaseCommand):
         flag = supervise.StopFlag()
         cluster_env = {"Q_CLUSTER_NAME": node.queue_name, "GPUQ_EXECUTOR_WORKERS": str(max(1, len(gpus)))}
         cluster = supervise.manage_py("qcluster", env=cluster_env)
+        next_refresh = time.monotonic() + settings.GPUQ_INVENTORY_REFRESH_SECONDS
         try:
             while not flag.stopping:
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + settings.GPUQ_INVENTORY_REFRESH_SECONDS
+                    try:
+                        node_refresh_inventory(node=node)
+                    except Exception:
+                        log.exception("node %s: inventory refresh failed; retrying next period", name)
+                    finally:
+                        close_old_connections()
                 try:
                     node_heartbeat(node=node)
                     nodes_mark_offline()
