@@ -97,7 +97,7 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(JobTemplate)
 class JobTemplateAdmin(admin.ModelAdmin):
-    list_display = ["name", "default_gpu_count", "default_time_limit_seconds", "enabled"]
+    list_display = ["name", "default_gpu_count", "default_time_limit_seconds", "batchable", "enabled"]
     search_fields = ["name", "description"]
 
 

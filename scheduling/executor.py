@@ -22,8 +22,8 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from django.utils import timezone
 
-from scheduling import policies, procs
-from scheduling.models import Job
+from scheduling import batching, policies, procs
+from scheduling.models import Job, StopRequest
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
 from scheduling.transitions import InvalidTransition, TransitionConflict, transition
@@ -92,13 +92,15 @@ def run_job(job_id: int, token: str) -> str:
     except (TransitionConflict, InvalidTransition):
         log.info("job %s: attempt token %s is not dispatched any more; nothing to run", job_id, token[:8])
         return "skipped"
-    return Execution(job, token).run()
+    members = batching.start_members(job, token, now) if job.batch_role == batching.LEADER else []
+    return Execution(job, token, members).run()
 
 
 class Execution:
-    def __init__(self, job: Job, token: str):
+    def __init__(self, job: Job, token: str, members: list[Job] = ()):
         self.job = job
         self.token = token
+        self.members = list(members)  # a batch: the leader's companions, run by the same process
         self.lease_lost = False
 
     def run(self) -> str:
@@ -107,16 +109,29 @@ class Execution:
         checkpoint_dir(job.pk).mkdir(parents=True, exist_ok=True)
         settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
         log_path = settings.GPUQ_LOG_DIR / f"job-{job.pk}.log"
-        Job.objects.filter(pk=job.pk, lease_token=self.token).update(log_path=str(log_path))
+        argv, env = job.argv, job_environment(job)
+        batch = [job, *self.members]
+        if self.members:
+            for member in self.members:
+                job_dir(member.pk).mkdir(parents=True, exist_ok=True)
+            manifest = job_dir(job.pk) / "batch.json"
+            batching.write_manifest(job, batch, job_dir, manifest)
+            argv, env["GPUQ_BATCH_MANIFEST"] = batching.batch_argv(job, manifest), str(manifest)
+        Job.objects.filter(pk__in=[j.pk for j in batch], lease_token=self.token).update(
+            log_path=str(log_path)
+        )
         with open(log_path, "ab", buffering=0) as log_file:
-            log_file.write(f"=== gpuq: attempt {job.attempt} on GPU {job.gpu_indices} ===\n".encode())
+            members = f" with batch members {[m.pk for m in self.members]}" if self.members else ""
+            log_file.write(
+                f"=== gpuq: attempt {job.attempt} on GPU {job.gpu_indices}{members} ===\n".encode()
+            )
             try:
                 child = subprocess.Popen(
-                    job.argv,
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    env=job_environment(job),
+                    env=env,
                     cwd=job_dir(job.pk),
                     start_new_session=True,  # own process group: signals reach the job's children too
                     preexec_fn=procs.die_with_parent,
@@ -229,6 +244,10 @@ class Execution:
         """Renew the lease; False when this attempt no longer holds it (fenced by the token)."""
         updates = {"heartbeat_at": timezone.now()}
         progress = self._read_progress()
+        if self.members:
+            Job.objects.filter(
+                pk__in=[m.pk for m in self.members], lease_token=self.token, status=Status.RUNNING
+            ).update(heartbeat_at=updates["heartbeat_at"])
         if progress is not None:
             updates["progress"] = progress
         return (
@@ -257,12 +276,17 @@ class Execution:
     def _finish(self, outcome: Outcome) -> str:
         if self.lease_lost:
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
+        if self.members:
+            self._finish_members(outcome)
         progress = self._read_progress()
         fields = {"exit_code": outcome.exit_code, "error": outcome.error, "pid": None, **outcome.fields}
         if progress is not None:
             fields["progress"] = progress
         status, reason = outcome.status, outcome.reason
-        retry = self._retry(outcome)
+        if self.members and outcome.status in (Status.COMPLETED, Status.FAILED):
+            status, reason, extra = self._batch_outcome(self.job, outcome)
+            fields.update(extra)
+        retry = None if self.members else self._retry(outcome)
         if retry is not None:
             status, reason = retry.pop("status"), retry.pop("reason")
             fields.update(retry)
@@ -275,6 +299,32 @@ class Execution:
             )
             return "lease lost"
         return str(status)
+
+    def _finish_members(self, outcome: Outcome) -> None:
+        """A batch ended: each member by its own result when the batch exited 0 (a cancel asked of a
+        member meanwhile wins), else back to the queue as a new attempt that runs alone."""
+        for member in self.members:
+            fresh = Job.objects.filter(pk=member.pk).first()
+            if fresh is None:
+                continue
+            if fresh.stop_request == StopRequest.CANCEL:
+                status, reason, fields = Status.CANCELLED, fresh.stop_reason or "cancelled", {}
+            else:
+                status, reason, fields = self._batch_outcome(fresh, outcome)
+            try:
+                transition(fresh, status, token=self.token, reason=reason, pid=None, **fields)
+            except (TransitionConflict, InvalidTransition):
+                log.warning("job %s: batch outcome not recorded: it moved meanwhile", member.pk)
+
+    def _batch_outcome(self, job: Job, outcome: Outcome) -> tuple[Status, str, dict]:
+        """One job of a batch that ended: by its own result file if the batch exited 0, else back to
+        the queue as a new attempt that runs alone."""
+        if outcome.status == Status.COMPLETED:
+            status, error, code = batching.member_result(job_dir(job.pk) / "result.json")
+            reason = f"batch of job {self.job.pk} completed" + (f"; {error}" if error else "")
+            return status, reason, {"error": error, "exit_code": code}
+        reason = f"batch of job {self.job.pk} ended ({outcome.reason}); runs alone"
+        return Status.PENDING, reason, batching.alone(job)
 
     def _retry(self, outcome: Outcome) -> dict | None:
         """The status and fields of a retry of this failed attempt, if the retry policy and the attempts

@@ -54,14 +54,30 @@ class JobTemplate(models.Model):
     default_time_limit_seconds = models.PositiveIntegerField(null=True, blank=True)
     default_env = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    # Batching (seed 003): waiting jobs of this template with equal key parameters, arriving within the
+    # window, run together as one process of `batch_argv_template`, which reads the manifest of members.
+    batchable = models.BooleanField(default=False)
+    batch_key_params = models.JSONField(
+        default=list, blank=True, help_text='Parameters that must be equal to batch jobs, e.g. ["num_steps"].'
+    )
+    batch_window_seconds = models.PositiveIntegerField(default=30)
+    batch_max_size = models.PositiveIntegerField(default=8)
+    batch_argv_template = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Runs a batch; "{manifest}" is the path of its JSON manifest, key parameters may appear, '
+        'e.g. ["python", "infer.py", "--batch", "{manifest}"].',
+    )
 
     def __str__(self) -> str:
         return self.name
 
     def clean(self):
-        from scheduling.templating import check_template
+        from scheduling.templating import check_batching, check_template
 
         check_template(self.argv_template, self.params_schema)
+        if self.batchable:
+            check_batching(self)
 
 
 class Job(models.Model):
@@ -85,6 +101,18 @@ class Job(models.Model):
         default=list, blank=True, help_text='Held exclusively, e.g. ["model:flux-dev"].'
     )
     preemptible = models.BooleanField(default=False)
+    # Batching: jobs of a batchable template wait "collecting" for companions with the same key, then one
+    # becomes the "leader" (it holds the GPUs and runs the batch) and the others its "member"s.
+    batch_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    batch_role = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        choices=[("", "alone"), ("collecting", "collecting"), ("leader", "leader"), ("member", "member")],
+    )
+    batch_leader = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="batch_members"
+    )
     # Placement: what the job asks of its GPUs and node beyond their number (gpus.placement.Needs).
     min_gpu_memory_mb = models.PositiveIntegerField(null=True, blank=True)
     gpu_model = models.CharField(max_length=100, blank=True, default="", help_text='A glob, e.g. "A100*".')

@@ -65,7 +65,15 @@ def recover(job: Job, *, reason: str, stale_before: datetime | None = None) -> b
         log.warning("job %s: stopping the orphaned process %s", job.pk, job.pid)
         procs.stop_group(job.pid, settings.GPUQ_KILL_GRACE_SECONDS)
     guard = Q(heartbeat_at__lt=stale_before) if stale_before else None
-    common = {"token": job.lease_token, "guard": guard, "pid": None, "lease_token": ""}
+    # A recovered job runs alone: a batch whose executor was lost is not formed again.
+    common = {
+        "token": job.lease_token,
+        "guard": guard,
+        "pid": None,
+        "lease_token": "",
+        "batch_role": "",
+        "batch_leader": None,
+    }
     try:
         if job.stop_request:
             # It was being stopped anyway: finish what was asked (cancel, pause or preempt).

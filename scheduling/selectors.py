@@ -3,13 +3,13 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from accounts.permissions import is_admin
 from gpus.models import Allocation, Gpu, Node, NodeStatus
 from gpus.placement import GpuSpec, Needs, NodeFree
-from scheduling import planner, policies, usage
+from scheduling import batching, planner, policies, usage
 from scheduling.models import GpuQuota, Job, PolicyType
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 
@@ -81,7 +81,10 @@ def running_jobs() -> tuple[planner.RunningJob, ...]:
             preemptible=r[10],
             stopping=bool(r[11]),
         )
-        for r in Job.objects.filter(status__in=HOLDS_GPUS).values_list(
+        # A batch is one running job: its members hold no GPUs of their own.
+        for r in Job.objects.filter(status__in=HOLDS_GPUS)
+        .exclude(batch_role=batching.MEMBER)
+        .values_list(
             "id",
             "node__name",
             "gpu_count",
@@ -108,12 +111,12 @@ def free_gpus() -> tuple[NodeFree, ...]:
             "name", "labels", "local"
         )
     }
-    for gpu_id, node_name, index, memory, model in Gpu.objects.filter(
+    for gpu_id, node_name, index, memory, model, foreign in Gpu.objects.filter(
         node__name__in=nodes.keys(), healthy=True
-    ).values_list("id", "node__name", "index", "memory_mb", "model_name"):
+    ).values_list("id", "node__name", "index", "memory_mb", "model_name", "foreign_pids"):
         node = nodes[node_name]
         node["specs"][index] = GpuSpec(memory, model)
-        if gpu_id not in held:
+        if gpu_id not in held and not foreign:  # foreign: a process that is not a gpuq job uses it
             node["free"].append(index)
     return tuple(
         NodeFree(name, tuple(sorted(n["free"])), n["specs"], n["labels"], n["local"])
@@ -138,7 +141,7 @@ def snapshot(now: datetime | None = None, *, pending: QuerySet[Job] | None = Non
     now = now or timezone.now()
     configs = policies.enabled_configs()
     waiting, completed, dead = _pending(
-        pending if pending is not None else Job.objects.filter(status=Status.PENDING)
+        pending if pending is not None else Job.objects.filter(batching.planned(), status=Status.PENDING)
     )
     user_quota, team_quota = {}, {}
     for user_id, team_id, daily, weekly in GpuQuota.objects.values_list(
@@ -208,7 +211,11 @@ def queue(now: datetime | None = None) -> QueueView:
     ordered = planner.queue_order(snap, now)
     estimates = estimate_starts(snap, now)
     by_id = jobs.in_bulk([j.id for j in ordered])
-    held = list(jobs.filter(status__in=HELD).order_by("start_after", "submitted_at", "id"))
+    held = list(
+        jobs.filter(Q(status__in=HELD) | Q(~batching.planned(), status=Status.PENDING)).order_by(
+            "start_after", "submitted_at", "id"
+        )
+    )
     return QueueView(
         running=[QueueEntry(job, None) for job in active],
         pending=[

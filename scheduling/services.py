@@ -24,7 +24,7 @@ from accounts.permissions import (
 )
 from gpus.models import Gpu
 from gpus.placement import Needs, could_ever_fit, eligible
-from scheduling import planner, policies, selectors
+from scheduling import batching, planner, policies, selectors
 from scheduling.models import Job, JobAudit, JobTemplate, PolicyType, StopRequest
 from scheduling.states import TERMINAL, Status
 from scheduling.stops import request_stop
@@ -177,6 +177,10 @@ def job_submit(
         node_labels=dict(needs.labels),
         target=needs.target,
     )
+    if template is not None and template.batchable:
+        fields.update(batch_key=batching.batch_key(template, fields), batch_role=batching.COLLECTING)
+        if status == Status.PENDING:
+            fields.update(wait_reason="batching", wait_detail="collecting a batch")
     if dry_run or no_wait:
         verdict = _dry_run(fields, needs, dependencies, now)
         if dry_run:

@@ -63,3 +63,22 @@ def render_argv(argv_template: list[str], params_schema: dict, params: dict) -> 
                 pieces.append(str(value))
         rendered.append("".join(pieces))
     return rendered
+
+
+def check_batching(template) -> None:
+    """A batchable template needs a batch argv whose placeholders are key parameters or {manifest}."""
+    if not isinstance(template.batch_key_params, list) or not all(
+        isinstance(name, str) for name in template.batch_key_params
+    ):
+        raise ValidationError({"batch_key_params": "a list of parameter names"})
+    try:
+        check_template(template.batch_argv_template, {})
+    except ValidationError as error:
+        raise ValidationError({"batch_argv_template": error.message_dict["argv_template"]}) from None
+    unknown = placeholders(template.batch_argv_template) - {"manifest", *template.batch_key_params}
+    if unknown:
+        raise ValidationError(
+            {"batch_argv_template": f"only {{manifest}} and key parameters may appear, not {sorted(unknown)}"}
+        )
+    if template.batch_max_size < 2:
+        raise ValidationError({"batch_max_size": "at least 2"})

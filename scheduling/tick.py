@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from gpus.models import Allocation, Gpu, Node
-from scheduling import events, planner, selectors
+from scheduling import batching, events, planner, selectors
 from scheduling.models import Job, StopRequest
 from scheduling.states import Status
 from scheduling.stops import request_stop
@@ -38,6 +38,7 @@ def tick(now: datetime | None = None) -> planner.Plan:
     with events.ticking(), transaction.atomic():
         _lock()
         _release_scheduled(now)
+        batching.form(now)
         plan = planner.plan(selectors.snapshot(now), now)
         for fail in plan.fails:
             _fail(fail)
@@ -83,29 +84,30 @@ def _dispatch(start: planner.Start, now: datetime) -> None:
     node = Node.objects.get(name=start.node)
     gpus = list(Gpu.objects.filter(node=node, index__in=start.gpus))
     token = uuid.uuid4().hex
+    attempt = dict(
+        node=node,
+        gpu_indices=list(start.gpus),
+        lease_token=token,
+        heartbeat_at=now,
+        wait_reason="",
+        wait_detail="",
+        pid=None,
+        pid_start_time="",
+        boot_id="",
+        stop_request="",
+        stop_requested_at=None,
+        stop_requested_by=None,
+        stop_reason="",
+    )
     try:
         with transaction.atomic():
             Allocation.objects.bulk_create(
                 [Allocation(gpu=gpu, job=job, attempt=job.attempt) for gpu in gpus]
             )
-            transition(
-                job,
-                Status.DISPATCHED,
-                reason=f"placed on {node.name} GPU {','.join(map(str, start.gpus))}",
-                node=node,
-                gpu_indices=list(start.gpus),
-                lease_token=token,
-                heartbeat_at=now,
-                wait_reason="",
-                wait_detail="",
-                pid=None,
-                pid_start_time="",
-                boot_id="",
-                stop_request="",
-                stop_requested_at=None,
-                stop_requested_by=None,
-                stop_reason="",
-            )
+            reason = f"placed on {node.name} GPU {','.join(map(str, start.gpus))}"
+            transition(job, Status.DISPATCHED, reason=reason, **attempt)
+            if job.batch_role == batching.LEADER:
+                batching.dispatch_members(job, **attempt)
     except (IntegrityError, TransitionConflict) as error:
         # Cannot happen under the tick lock unless something bypassed it; the next tick plans afresh.
         log.error("job %s: not dispatched to %s: %s", job.pk, node.name, error)

@@ -136,6 +136,8 @@ class JobOut(serializers.ModelSerializer):
             "device_ids",
             "node_labels",
             "target",
+            "batch_role",
+            "batch_leader",
         ]
 
     depends_on = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
@@ -188,6 +190,10 @@ class TemplateOut(serializers.ModelSerializer):
             "params_schema",
             "default_gpu_count",
             "default_time_limit_seconds",
+            "batchable",
+            "batch_key_params",
+            "batch_window_seconds",
+            "batch_max_size",
         ]
 
 
