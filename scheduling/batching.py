@@ -113,7 +113,8 @@ def dispatch_members(leader: Job, **fields) -> None:
 def start_members(leader: Job, token: str, now: datetime) -> list[Job]:
     """Move the leader's dispatched members to running; those that moved away (cancelled) are left out."""
     started = []
-    for member in Job.objects.filter(batch_leader=leader, batch_role=MEMBER, status=Status.DISPATCHED):
+    members = Job.objects.filter(batch_leader=leader, batch_role=MEMBER, status=Status.DISPATCHED)
+    for member in members.order_by("-priority", "queue_order", "id"):
         try:
             transition(
                 member,

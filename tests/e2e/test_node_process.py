@@ -51,7 +51,7 @@ def test_two_gpus_three_jobs_the_third_waits_then_starts(root, start_node, tmp_p
     ]
     wait_for(lambda: statuses(*ids)[:2] == [Status.RUNNING] * 2, message="two jobs running")
     queue = client.get("/api/v1/queue").json()
-    assert [j["id"] for j in queue["running"]] == ids[:2]
+    assert sorted(j["id"] for j in queue["running"]) == ids[:2]  # started at once, in either order
     assert [(j["id"], j["wait_reason"]) for j in queue["pending"]] == [(ids[2], "resources")]
     wait_for(lambda: statuses(ids[2]) == [Status.RUNNING], timeout=10, message="the third job to start")
     third = Job.objects.get(pk=ids[2])
