@@ -13,6 +13,7 @@ from gpus import inventory
 from gpus import procs as gpu_procs
 from gpus.inventory import GpuInfo
 from gpus.models import Gpu, Node, NodeStatus
+from scheduling import events
 
 log = logging.getLogger("gpuq.nodes")
 
@@ -68,6 +69,7 @@ def node_refresh_gpus(
             revive_all=False,
             missing_reason=missing_reason or f"no longer reported by {node.backend}",
         )
+        events.emit_node(node.name, refreshed=True)
 
 
 def node_refresh_inventory(*, node: Node) -> None:
@@ -145,12 +147,23 @@ def _identity(info: GpuInfo) -> dict:
 
 def node_heartbeat(*, node: Node) -> None:
     """Renew the node's liveness; a node marked offline while silent comes back online."""
-    Node.objects.filter(pk=node.pk).update(heartbeat_at=timezone.now(), status=NodeStatus.ONLINE)
+    now = timezone.now()
+    with transaction.atomic():
+        if (
+            Node.objects.filter(pk=node.pk)
+            .exclude(status=NodeStatus.ONLINE)
+            .update(heartbeat_at=now, status=NodeStatus.ONLINE)
+        ):
+            events.emit_node(node.name, status=NodeStatus.ONLINE)
+        else:
+            Node.objects.filter(pk=node.pk).update(heartbeat_at=now)
 
 
 def node_go_offline(*, node: Node) -> None:
     """Take the node's GPUs out of the pool (the planner places only on online nodes)."""
-    Node.objects.filter(pk=node.pk).update(status=NodeStatus.OFFLINE)
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).update(status=NodeStatus.OFFLINE)
+        events.emit_node(node.name, status=NodeStatus.OFFLINE)
 
 
 def nodes_mark_offline(now=None) -> list[str]:
@@ -163,9 +176,12 @@ def nodes_mark_offline(now=None) -> list[str]:
         Node.objects.filter(status=NodeStatus.ONLINE, heartbeat_at__lt=cutoff).values_list("name", flat=True)
     )
     if silent:
-        Node.objects.filter(name__in=silent, status=NodeStatus.ONLINE, heartbeat_at__lt=cutoff).update(
-            status=NodeStatus.OFFLINE
-        )
+        with transaction.atomic():
+            Node.objects.filter(name__in=silent, status=NodeStatus.ONLINE, heartbeat_at__lt=cutoff).update(
+                status=NodeStatus.OFFLINE
+            )
+            for name in silent:
+                events.emit_node(name, status=NodeStatus.OFFLINE)
         log.warning(
             "node(s) %s: no heartbeat for %g s; offline",
             ", ".join(silent),
@@ -178,10 +194,10 @@ def node_set_drained(*, node: Node, user, drained: bool) -> Node:
     """Drain (no new jobs; running ones finish) or undrain a node."""
     if not is_admin(user):
         raise PermissionDenied("Only admins drain nodes.")
-    Node.objects.filter(pk=node.pk).update(drained=drained)
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).update(drained=drained)
+        events.emit_node(node.name, drained=drained)
     node.drained = drained
     if not drained:
-        from scheduling.events import request_tick
-
-        request_tick()
+        events.request_tick()
     return node

@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP (pages, API, static files) now; websockets join here for live updates."""
+"""ASGI entry point: HTTP (pages, API, static files) and websockets (live events)."""
 
 import os
 
@@ -7,9 +7,18 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "queueproject.settings")
 django_asgi = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from scheduling.live import EventsConsumer  # noqa: E402
 
 http = ASGIStaticFilesHandler(django_asgi) if settings.GPUQ_SERVE_STATIC else django_asgi
-application = ProtocolTypeRouter({"http": http})
+# Websockets: the session's user (logged-in only, checked by the consumer) from an allowed origin.
+websocket = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(URLRouter([path("ws/events", EventsConsumer.as_asgi())]))
+)
+application = ProtocolTypeRouter({"http": http, "websocket": websocket})

@@ -46,6 +46,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "queueproject.urls"
 ASGI_APPLICATION = "queueproject.asgi.application"
+# Each web process relays the Event table to its own websocket clients (scheduling.live): no broker needed.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 WSGI_APPLICATION = None
 
 TEMPLATES = [

@@ -47,3 +47,52 @@ class ticking:
 
     def __exit__(self, *exc):
         _local.ticking = False
+
+
+# --- the live stream (scheduling.models.Event), written inside the caller's transaction ---------------
+
+
+def job_fields(job) -> dict:
+    """What everyone may see of a job, as the queue shows it."""
+    return {
+        "id": job.pk,
+        "name": job.name,
+        "owner": job.owner.username,
+        "status": str(job.status),
+        "priority": job.priority,
+        "gpu_count": job.gpu_count,
+        "node": job.node.name if job.node_id else None,
+        "gpu_indices": job.gpu_indices,
+        "attempt": job.attempt,
+        "wait_reason": job.wait_reason,
+        "wait_detail": job.wait_detail,
+        "progress": job.progress,
+    }
+
+
+def emit_job(job, *, from_status: str, reason: str) -> None:
+    from scheduling.models import Event
+
+    Event.objects.create(
+        kind=Event.Kind.JOB,
+        job_id=job.pk,
+        data={**job_fields(job), "from": str(from_status), "reason": reason},
+    )
+
+
+def emit_progress(job_id: int, progress: dict) -> None:
+    from scheduling.models import Event
+
+    Event.objects.create(kind=Event.Kind.PROGRESS, job_id=job_id, data={"id": job_id, "progress": progress})
+
+
+def emit_node(name: str, **data) -> None:
+    from scheduling.models import Event
+
+    Event.objects.create(kind=Event.Kind.NODE, data={"name": name, **data})
+
+
+def emit_queue(changed: int) -> None:
+    from scheduling.models import Event
+
+    Event.objects.create(kind=Event.Kind.QUEUE, data={"changed": changed})

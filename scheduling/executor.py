@@ -19,10 +19,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from scheduling import batching, policies, procs
+from scheduling import batching, events, policies, procs
 from scheduling.models import Job, StopRequest
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
@@ -102,6 +102,7 @@ class Execution:
         self.token = token
         self.members = list(members)  # a batch: the leader's companions, run by the same process
         self.lease_lost = False
+        self.progress = job.progress
 
     def run(self) -> str:
         job = self.job
@@ -248,14 +249,20 @@ class Execution:
             Job.objects.filter(
                 pk__in=[m.pk for m in self.members], lease_token=self.token, status=Status.RUNNING
             ).update(heartbeat_at=updates["heartbeat_at"])
-        if progress is not None:
+        changed = progress is not None and progress != self.progress
+        if changed:
             updates["progress"] = progress
-        return (
-            Job.objects.filter(pk=self.job.pk, lease_token=self.token, status=Status.RUNNING).update(
-                **updates
+        with transaction.atomic():
+            held = (
+                Job.objects.filter(pk=self.job.pk, lease_token=self.token, status=Status.RUNNING).update(
+                    **updates
+                )
+                == 1
             )
-            == 1
-        )
+            if held and changed:
+                events.emit_progress(self.job.pk, progress)
+                self.progress = progress
+        return held
 
     def _read_progress(self) -> dict | None:
         path = job_dir(self.job.pk) / "progress.json"

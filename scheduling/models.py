@@ -290,3 +290,36 @@ class GpuQuota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.user or self.team}"
+
+
+class Event(models.Model):
+    """The live stream that pages follow over websockets: one row per change they show (a job's
+    transition or progress, a node's status), written in the transaction of the change, so ids give the
+    order and a client that reconnects resumes after the last id it saw. Payloads hold only what the
+    queue shows everyone (no argv, no environment)."""
+
+    class Kind(models.TextChoices):
+        JOB = "job", "Job"  # a transition or a new job: the job's queue fields
+        PROGRESS = "progress", "Progress"
+        NODE = "node", "Node"
+        QUEUE = "queue", "Queue"  # waiting reasons or order changed: refetch the queue
+
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    job_id = models.BigIntegerField(null=True, blank=True)  # not a foreign key: events outlive nothing
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"event {self.id}: {self.kind} {self.job_id or ''}"
+
+    def as_message(self) -> dict:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "job": self.job_id,
+            "data": self.data,
+        }

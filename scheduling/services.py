@@ -413,9 +413,10 @@ def job_move(*, job: Job, user, before: Job | None = None, after: Job | None = N
 
 
 def _after_queue_change() -> None:
-    from scheduling.events import request_tick
+    from scheduling import events
 
-    request_tick()
+    events.emit_queue(1)
+    events.request_tick()
 
 
 def _require_admin(user) -> None:

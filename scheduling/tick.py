@@ -129,10 +129,13 @@ def _record_waits(waits: tuple[planner.Wait, ...]) -> None:
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for wait in waits:
         groups[(wait.reason, wait.detail)].append(wait.job_id)
+    changed = 0
     for (reason, detail), ids in groups.items():
         for i in range(0, len(ids), _CHUNK):
-            (
+            changed += (
                 Job.objects.filter(pk__in=ids[i : i + _CHUNK], status=Status.PENDING)
                 .exclude(wait_reason=reason, wait_detail=detail)
                 .update(wait_reason=reason, wait_detail=detail)
             )
+    if changed:
+        events.emit_queue(changed)  # one event for the lot: pages refetch the queue

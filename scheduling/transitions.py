@@ -65,12 +65,13 @@ def transition(
         )
         if from_status in HOLDS_GPUS and to not in HOLDS_GPUS:
             Allocation.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=now)
+        for name, value in updates.items():
+            setattr(job, name, value)
+        events.emit_job(job, from_status=from_status, reason=reason[:500])
         # Ticks that can change something: a job became eligible, GPUs came free, or a job ended (its
         # dependents may start or fail).
         if to == Status.PENDING or to in TERMINAL or (from_status in HOLDS_GPUS and to not in HOLDS_GPUS):
             events.request_tick()
-    for name, value in updates.items():
-        setattr(job, name, value)
     log.info("job %s: %s → %s%s", job.pk, from_status, to, f" ({reason})" if reason else "")
     return job
 
@@ -80,5 +81,6 @@ def record_creation(job: Job, *, by=None, reason: str = "submitted") -> None:
     JobStateTransition.objects.create(
         job=job, from_status="", to_status=job.status, attempt=job.attempt, triggered_by=by, reason=reason
     )
+    events.emit_job(job, from_status="", reason=reason)
     if job.status == Status.PENDING:
         events.request_tick()

@@ -9,9 +9,10 @@ from scheduling import selectors
 @login_required
 def queue_page(request):
     view = selectors.queue()
+    fragment = request.GET.get("fragment") == "1"  # the live page refetches just its body
     return render(
         request,
-        "scheduling/queue.html",
+        "scheduling/_queue_body.html" if fragment else "scheduling/queue.html",
         {
             "running": view.running,
             "pending": view.pending,

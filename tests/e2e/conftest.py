@@ -2,13 +2,15 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
+import httpx
 import pytest
 from django.conf import settings
 
-from tests.conftest import child_env
+from tests.conftest import child_env, wait_for
 
 
 @pytest.fixture
@@ -71,3 +73,59 @@ def children_groups(pid: int) -> set[int]:
         if fields[1] == str(pid) or fields[2] == str(pid):
             groups.add(int(fields[2]))
     return groups
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def web(tmp_path):
+    """A real `gpuq_web` (Daphne) process on the test database; yields its base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_web", "--port", str(port)],
+        env=child_env(GPUQ_DATA_DIR=tmp_path, GPUQ_LOG_LEVEL="WARNING"),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, message="the web server")
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def login(base: str, username: str, password: str) -> httpx.Client:
+    """A browser-like client logged in through the login page (session and CSRF cookies)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    # The tests' fast hasher is not one the server knows: store the password in one it does (few rounds).
+    hashed = PBKDF2PasswordHasher().encode(password, "gpuq-test-salt", iterations=1000)
+    get_user_model().objects.filter(username=username).update(password=hashed)
+    client = httpx.Client(base_url=base, timeout=10, follow_redirects=True)
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+        headers={"Referer": f"{base}/accounts/login/"},
+    )
+    assert "sessionid" in client.cookies, response.text[:500]
+    return client

@@ -4,7 +4,6 @@ the web server, the node, its cluster and its running job, leaving the job reque
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,9 @@ from django.conf import settings
 
 from scheduling import procs
 from tests.conftest import wait_for
+from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def descendants(pid: int) -> set[int]:

@@ -1,0 +1,121 @@
+"""Browser tests: a real gpuq (`gpuq_serve`: Daphne, a node and its executor cluster, on its own SQLite
+database in a temporary folder) driven by Playwright in Debian's chromium. Screenshots of each page, at
+1280 and 400 px wide, go to artifacts/screenshots/ (git-ignored)."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests.conftest import wait_for
+from tests.e2e.conftest import free_port
+
+SCREENSHOTS = settings.BASE_DIR / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@dataclass
+class Gpuq:
+    base: str
+    password: str
+    api: httpx.Client
+
+    def submit(self, **body) -> dict:
+        response = self.api.post("/api/v1/jobs", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def gpuq(tmp_path_factory):
+    data = tmp_path_factory.mktemp("gpuq-browser")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "Q_CLUSTER_NAME")}
+    env.update(
+        GPUQ_DATA_DIR=str(data),
+        GPUQ_INVENTORY="declared",
+        GPUQ_DECLARED_GPUS="2x24GB",
+        GPUQ_NODE_NAME="browser",
+        GPUQ_KILL_GRACE_SECONDS="1",
+        GPUQ_TICK_SECONDS="1",
+        GPUQ_HEARTBEAT_SECONDS="0.2",
+        GPUQ_LOG_LEVEL="WARNING",
+    )
+    serve = subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        banner = "".join(serve.stdout.readline() for _ in range(3))
+        match = re.search(r"log in as admin / (\S+)\n.*API token: (\S+)", banner, re.S)
+        assert match, banner
+        password, token = match.groups()
+        base = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=30, message="gpuq to serve")
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=10)
+        yield Gpuq(base, password, api)
+    finally:
+        os.killpg(serve.pid, signal.SIGINT)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, gpuq):
+    """A logged-in admin's page, 1280 px wide."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=gpuq.base)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", gpuq.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{gpuq.base}/")
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    """Save the page at 1280 and at 400 px wide, and check it does not scroll sideways at 400."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for width in (1280, 400):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{name} is {overflow} px too wide at {width} px"
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+__all__ = ["Path", "screenshot"]

@@ -1,0 +1,55 @@
+"""The queue page follows the queue live: a job appears, starts, shows its progress and finishes
+without a reload."""
+
+import sys
+
+import pytest
+
+from tests.browser.conftest import screenshot
+
+pytestmark = pytest.mark.processes
+
+# Reports progress twice, slowly enough for the page to show each.
+STEPS = (
+    "import json, os, time\n"
+    "for fraction, message in ((0.3, 'warming up'), (0.8, 'almost')):\n"
+    "    json.dump({'fraction': fraction, 'message': message}, open(os.environ['GPUQ_PROGRESS_FILE'], 'w'))\n"
+    "    time.sleep(1.5)\n"
+)
+
+
+def test_a_job_appears_starts_shows_progress_and_finishes_without_reloading(page, gpuq):
+    page.goto("/")
+    page.wait_for_selector("#live-status.on")
+    page.evaluate("window.notReloaded = true")
+    blocker = gpuq.submit(argv=["sleep", "4"], gpu_count=2, name="blocker")
+    job = gpuq.submit(argv=[sys.executable, "-c", STEPS], name="steps")
+
+    page.wait_for_selector(f"#running tr[data-job='{blocker['id']}']")
+    waiting = page.wait_for_selector(f"#pending tr[data-job='{job['id']}']")
+    assert "resources" in waiting.inner_text()  # it waits for the two GPUs the blocker holds
+    screenshot(page, "queue")
+
+    page.wait_for_selector(f"#running tr[data-job='{job['id']}']", timeout=20000)
+    page.wait_for_function(
+        f"document.querySelector(\"[data-progress='{job['id']}']\")?.value >= 0.8", timeout=20000
+    )
+    assert "80% almost" in page.inner_text(f"#running tr[data-job='{job['id']}']")
+    page.wait_for_selector(f"tr[data-job='{job['id']}']", state="detached", timeout=20000)
+    assert page.evaluate("window.notReloaded") is True
+    assert gpuq.api.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "completed"
+
+
+def test_priorities_have_their_colours(page, gpuq):
+    blocker = gpuq.submit(argv=["sleep", "3"], gpu_count=2)
+    urgent = gpuq.submit(argv=["true"], priority=30, gpu_count=2)
+    low = gpuq.submit(argv=["true"], priority=0, gpu_count=2)
+    page.goto("/")
+    colours = {
+        name: page.eval_on_selector(
+            f"tr[data-job='{job['id']}'] .prio", "e => getComputedStyle(e).backgroundColor"
+        )
+        for name, job in (("urgent", urgent), ("low", low))
+    }
+    assert colours == {"urgent": "rgb(198, 40, 40)", "low": "rgb(117, 117, 117)"}
+    del blocker

@@ -1,0 +1,93 @@
+"""Live events over real websockets: a real Daphne process relays the Event table to a real client.
+Changes are made in this process, so every event crosses processes, as in the embedded default."""
+
+import json
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from scheduling.models import Event
+from scheduling.services import job_cancel
+from scheduling.states import Status
+from scheduling.transitions import transition
+from tests.e2e.conftest import login
+from tests.factories import make_job
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+
+def ws(base: str, client=None, after: int | None = None, origin: str | None = None):
+    url = base.replace("http://", "ws://") + "/ws/events" + (f"?after={after}" if after is not None else "")
+    headers = {"Origin": origin or base}
+    if client is not None:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    return connect(url, additional_headers=headers, open_timeout=10)
+
+
+def receive(socket, count: int) -> list[dict]:
+    return [json.loads(socket.recv(timeout=10)) for _ in range(count)]
+
+
+def test_only_logged_in_users_from_an_allowed_origin_connect(web, alice):
+    with pytest.raises(InvalidStatus):  # no session: refused before the socket opens
+        ws(web).recv(timeout=5)
+    session = login(web, "alice", "pw-alice")
+    with pytest.raises(InvalidStatus):
+        ws(web, session, origin="http://evil.example").recv(timeout=5)
+    with ws(web, session) as socket:
+        assert receive(socket, 1)[0]["kind"] == "hello"
+
+
+def test_transitions_arrive_in_order_and_a_reconnect_resumes_exactly_after_the_last_seen(
+    web, alice, settings
+):
+    settings.GPUQ_EVENT_TICKS = False  # only the changes made here: no tick writing its own events
+    session = login(web, "alice", "pw-alice")
+    job = make_job(alice, status=Status.PENDING)
+    with ws(web, session) as socket:
+        hello = receive(socket, 1)[0]
+        transition(job, Status.PAUSED, reason="first")
+        transition(job, Status.PENDING, reason="second")
+        seen = receive(socket, 2)
+    assert [(e["kind"], e["data"]["from"], e["data"]["status"], e["data"]["reason"]) for e in seen] == [
+        ("job", "pending", "paused", "first"),
+        ("job", "paused", "pending", "second"),
+    ]
+    assert seen[0]["id"] > hello["id"] and seen[1]["id"] > seen[0]["id"]
+    assert seen[0]["data"]["owner"] == "alice" and "argv" not in seen[0]["data"]
+
+    # While disconnected: three more changes, and a second job.
+    transition(job, Status.PAUSED, reason="third")
+    other = make_job(alice)
+    transition(job, Status.PENDING, reason="fourth")
+    job_cancel(job=other, user=alice)
+    missed = list(Event.objects.filter(id__gt=seen[-1]["id"]).values_list("id", flat=True))
+    assert len(missed) == 3
+
+    with ws(web, session, after=seen[-1]["id"]) as socket:
+        backlog = receive(socket, 4)  # the three missed events, then hello
+        transition(job, Status.PAUSED, reason="live again")
+        live = receive(socket, 1)[0]
+    assert [e["id"] for e in backlog[:3]] == missed  # each missed event once, in order
+    assert backlog[3] == {"kind": "hello", "id": missed[-1]}
+    assert [e["data"]["reason"] for e in backlog[:3]] == ["third", "fourth", "cancelled by alice"]
+    assert live["data"]["reason"] == "live again" and live["id"] > missed[-1]
+
+
+def test_progress_and_node_changes_are_events_too(web, alice, root, node):
+    from gpus.services import node_set_drained
+    from scheduling.events import emit_progress
+
+    session = login(web, "alice", "pw-alice")
+    with ws(web, session) as socket:
+        receive(socket, 1)
+        emit_progress(7, {"fraction": 0.5})
+        node_set_drained(node=node, user=root, drained=True)
+        progress, drained = receive(socket, 2)
+    assert (progress["kind"], progress["job"], progress["data"]["progress"]) == (
+        "progress",
+        7,
+        {"fraction": 0.5},
+    )
+    assert (drained["kind"], drained["data"]) == ("node", {"name": "testnode", "drained": True})
