@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiToken, Profile, Team
+from scheduling.models import GpuQuota
 
 
 class ProfileInline(admin.StackedInline):
@@ -12,8 +13,22 @@ class ProfileInline(admin.StackedInline):
     can_delete = False
 
 
+class UserQuotaInline(admin.StackedInline):
+    """The user's daily and weekly GPU-seconds (empty: unlimited)."""
+
+    model = GpuQuota
+    fk_name = "user"
+    exclude = ["team"]
+    can_delete = True
+
+
+class TeamQuotaInline(UserQuotaInline):
+    fk_name = "team"
+    exclude = ["user"]
+
+
 class GpuqUserAdmin(UserAdmin):
-    inlines = [ProfileInline]
+    inlines = [ProfileInline, UserQuotaInline]
 
 
 admin.site.unregister(get_user_model())
@@ -23,6 +38,7 @@ admin.site.register(get_user_model(), GpuqUserAdmin)
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     search_fields = ["name"]
+    inlines = [TeamQuotaInline]
 
 
 @admin.register(ApiToken)

@@ -2,8 +2,12 @@
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from scheduling import services
+from accounts.permissions import is_admin
+from scheduling import selectors, services
 from scheduling.models import GpuQuota, Job, JobAudit, JobStateTransition, JobTemplate, SchedulingPolicy
 from scheduling.transitions import TransitionConflict
 
@@ -68,12 +72,55 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["owner", "team", "node"]
     date_hierarchy = "submitted_at"
     inlines = [TransitionInline, AuditInline]
-    actions = ["cancel_jobs", "approve_jobs", "pause_jobs", "resume_jobs"]
+    actions = ["cancel_jobs", "approve_jobs", "reject_jobs", "pause_jobs", "resume_jobs", "set_priority"]
     # Status changes only through the services (one door); the admin shows, it does not edit.
     readonly_fields = [f.name for f in Job._meta.fields]
 
     def has_add_permission(self, request):
         return False
+
+    def get_urls(self):
+        own = [
+            path("queue/", self.admin_site.admin_view(self.queue_view), name="scheduling_job_queue"),
+            path("queue/move/", self.admin_site.admin_view(self.move_view), name="scheduling_job_move"),
+        ]
+        return own + super().get_urls()
+
+    def queue_view(self, request):
+        """The waiting queue in order; admins drag a job to a new place (see static/gpuq/reorder.js)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Waiting queue",
+            "pending": selectors.queue().pending,
+            "opts": self.model._meta,
+            "can_move": is_admin(request.user),
+        }
+        return TemplateResponse(request, "admin/scheduling/job/queue.html", context)
+
+    def move_view(self, request):
+        """POST job, and before or after: move it there (taking the neighbour's priority if it differs),
+        through the same services as the API; logged with the admin's name."""
+        if request.method != "POST":
+            return JsonResponse({"detail": "POST only"}, status=405)
+        try:
+            job = Job.objects.get(pk=int(request.POST["job"]))
+            side = "before" if request.POST.get("before") else "after"
+            anchor = Job.objects.get(pk=int(request.POST[side]))
+            if anchor.priority != job.priority:
+                services.job_set_priority(
+                    job=job, user=request.user, priority=anchor.priority, reason="dragged in the admin queue"
+                )
+            services.job_move(
+                job=job, user=request.user, **{side: anchor}, reason="dragged in the admin queue"
+            )
+        except (KeyError, ValueError, Job.DoesNotExist):
+            return JsonResponse({"detail": "give job and before (or after), as job ids"}, status=400)
+        except PermissionDenied as error:
+            return JsonResponse({"detail": str(error)}, status=403)
+        except ValidationError as error:
+            return JsonResponse({"detail": "; ".join(error.messages)}, status=400)
+        order = [entry.job.pk for entry in selectors.queue().pending]
+        return JsonResponse({"order": order})
 
     @admin.action(description="Cancel selected jobs")
     def cancel_jobs(self, request, queryset):
@@ -84,6 +131,46 @@ class JobAdmin(admin.ModelAdmin):
     def approve_jobs(self, request, queryset):
         why = f"approved in the admin by {request.user}"
         _each(self, request, queryset, services.job_approve, "approved", reason=why)
+
+    @admin.action(description="Reject selected (blocked) jobs, with a reason…")
+    def reject_jobs(self, request, queryset):
+        reason = self._ask(request, queryset, "reject", "Reason (the owner sees it)", "text")
+        if isinstance(reason, TemplateResponse):
+            return reason
+        _each(self, request, queryset, services.job_reject, "rejected", reason=reason)
+
+    @admin.action(description="Set the priority of selected jobs…")
+    def set_priority(self, request, queryset):
+        value = self._ask(
+            request, queryset, "set_priority", "New priority (Urgent 30 … Background -10)", "number"
+        )
+        if isinstance(value, TemplateResponse):
+            return value
+        try:
+            priority = int(value)
+        except ValueError:
+            self.message_user(request, "The priority must be a whole number.", messages.ERROR)
+            return None
+        why = f"set in the admin by {request.user}"
+        _each(
+            self, request, queryset, services.job_set_priority, "reprioritised", priority=priority, reason=why
+        )
+
+    def _ask(self, request, queryset, action: str, label: str, kind: str):
+        """An action's one input: the form page first, then the value it posted (blank is asked again)."""
+        value = request.POST.get("value", "").strip()
+        if "apply" in request.POST and value:
+            return value
+        context = {
+            **self.admin_site.each_context(request),
+            "title": label,
+            "jobs": queryset,
+            "action": action,
+            "label": label,
+            "kind": kind,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/scheduling/job/action_form.html", context)
 
     @admin.action(description="Pause selected jobs")
     def pause_jobs(self, request, queryset):

@@ -99,7 +99,9 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(GROUP, self.channel_name)
         self.last = relay.cursor
         await self.accept()
-        if after.isdigit() and int(after) < self.last:
+        if after.isdigit() and int(after) >= self.last:
+            self.last = int(after)  # the client has seen more than the relay has handed on yet
+        elif after.isdigit():
             backlog = await database_sync_to_async(_between)(int(after), self.last)
             if len(backlog) >= BACKLOG_LIMIT:
                 await self.send_json({"kind": "reset", "id": self.last})

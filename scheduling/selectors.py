@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from accounts.permissions import is_admin
+from accounts.models import Level
+from accounts.permissions import is_admin, level_of, team_of
 from gpus.models import Allocation, Gpu, Node, NodeStatus
 from gpus.placement import GpuSpec, Needs, NodeFree
 from scheduling import batching, planner, policies, usage
@@ -179,9 +180,13 @@ def snapshot(now: datetime | None = None, *, pending: QuerySet[Job] | None = Non
 
 
 def visible_jobs(user) -> QuerySet[Job]:
-    """The jobs whose details `user` may read: their own, or all of them for admins."""
+    """The jobs whose details `user` may read: their own, their team's for leads, all for admins."""
     jobs = Job.objects.select_related("owner", "node", "template")
-    return jobs if is_admin(user) else jobs.filter(owner=user)
+    if is_admin(user):
+        return jobs
+    if level_of(user) == Level.LEAD and (team := team_of(user)) is not None:
+        return jobs.filter(Q(owner=user) | Q(team=team))
+    return jobs.filter(owner=user)
 
 
 @dataclass(frozen=True)
@@ -254,3 +259,39 @@ def queue_stats(now: datetime | None = None) -> dict:
         "by_user": by_user,
         "queue_paused": PolicyType.QUEUE_PAUSE in policies.enabled_configs(),
     }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    outcome: str  # the status it left running for, or "running"
+    reason: str
+
+
+def attempts(transitions) -> list[Attempt]:
+    """A job's attempts from its transition log: when each ran and how it ended (retry history). A
+    transition out of `running` ends the attempt that ran, whatever attempt number it gives next."""
+    found: list[Attempt] = []
+    for t in transitions:
+        if t.to_status == Status.RUNNING:
+            found.append(Attempt(t.attempt, t.at, None, "running", ""))
+        elif t.from_status == Status.RUNNING and found and found[-1].ended_at is None:
+            found[-1] = Attempt(found[-1].number, found[-1].started_at, t.at, t.to_status, t.reason)
+    return found
+
+
+@dataclass(frozen=True)
+class GpuRow:
+    gpu: Gpu
+    job: Job | None
+
+
+def gpu_board() -> list[tuple[Node, list[GpuRow]]]:
+    """Every node with its GPUs and the job holding each (the GPUs page)."""
+    holders = {a.gpu_id: a.job for a in Allocation.objects.active().select_related("job", "job__owner")}
+    nodes = []
+    for node in Node.objects.prefetch_related("gpus").order_by("name"):
+        nodes.append((node, [GpuRow(gpu, holders.get(gpu.pk)) for gpu in node.gpus.all()]))
+    return nodes

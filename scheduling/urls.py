@@ -6,4 +6,10 @@ from scheduling import views
 
 urlpatterns = [
     path("", views.queue_page, name="queue"),
+    path("jobs/<int:job_id>/", views.job_page, name="job"),
+    path("jobs/<int:job_id>/<str:action>", views.job_action, name="job-action"),
+    path("gpus/", views.gpus_page, name="gpus"),
+    path("me/", views.my_jobs_page, name="me"),
+    path("submit/", views.submit_page, name="submit"),
+    path("analytics/", views.analytics_page, name="analytics"),
 ]

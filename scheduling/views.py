@@ -1,22 +1,223 @@
-"""Server-rendered pages. Each one authorizes, calls a selector and renders."""
+"""Server-rendered pages. Each one authorizes, calls selectors or services and renders. Live pages render
+their body as a fragment too (`?fragment=1`), which static/gpuq/live.js refetches when events arrive."""
 
+from datetime import UTC, datetime
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
-from scheduling import selectors
+from accounts.permissions import can_act_on, can_submit, can_submit_raw, priority_ceiling
+from scheduling import analytics, quotas, selectors, services
+from scheduling.models import Event, JobTemplate
+from scheduling.states import TERMINAL
+from scheduling.transitions import InvalidTransition, TransitionConflict
+
+
+def _live(request, page: str, fragment: str, context: dict):
+    """The whole page, or only its live body when the page's script asks for it. The whole page carries
+    the id of the last event it reflects, so its script follows the stream from there: a change made
+    between this render and the websocket's opening is not missed."""
+    if request.GET.get("fragment") == "1":
+        return render(request, fragment, context)
+    last = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    return render(request, page, {**context, "last_event": last})
 
 
 @login_required
 def queue_page(request):
     view = selectors.queue()
-    fragment = request.GET.get("fragment") == "1"  # the live page refetches just its body
-    return render(
-        request,
-        "scheduling/_queue_body.html" if fragment else "scheduling/queue.html",
-        {
-            "running": view.running,
-            "pending": view.pending,
-            "held": view.held,
-            "stats": selectors.queue_stats(),
-        },
+    context = {
+        "running": view.running,
+        "pending": view.pending,
+        "held": view.held,
+        "stats": selectors.queue_stats(),
+        "actable": _actable(request.user, [e.job for e in (*view.running, *view.pending, *view.held)]),
+    }
+    return _live(request, "scheduling/queue.html", "scheduling/_queue_body.html", context)
+
+
+def _actable(user, jobs) -> set[int]:
+    return {job.pk for job in jobs if can_act_on(user, job)}
+
+
+@login_required
+def job_page(request, job_id: int):
+    job = get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
+    transitions = list(job.transitions.select_related("triggered_by").order_by("id"))
+    context = {
+        "job": job,
+        "transitions": transitions,
+        "attempts": selectors.attempts(transitions),
+        "finished": job.status in TERMINAL,
+        "can_act": can_act_on(request.user, job),
+        "members": list(job.batch_members.values_list("pk", flat=True)),
+    }
+    return _live(request, "scheduling/job.html", "scheduling/_job_body.html", context)
+
+
+@login_required
+@require_POST
+def job_action(request, job_id: int, action: str):
+    """Pause, resume or cancel from a page's button, through the same services as the API."""
+    job = get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
+    act = {"pause": services.job_pause, "resume": services.job_resume, "cancel": services.job_cancel}.get(
+        action
     )
+    if act is None:
+        raise Http404(action)
+    try:
+        act(job=job, user=request.user)
+        messages.success(request, f"Job {job.pk}: {action} asked.")
+    except PermissionDenied as error:
+        messages.error(request, str(error))
+    except (ValidationError, InvalidTransition, TransitionConflict) as error:
+        messages.error(request, f"Job {job.pk}: {_message(error)}")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = "/"
+    return redirect(back or "/")
+
+
+def _message(error) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{k}: {', '.join(v)}" for k, v in error.message_dict.items())
+    return str(error)
+
+
+@login_required
+def gpus_page(request):
+    return _live(
+        request, "scheduling/gpus.html", "scheduling/_gpus_body.html", {"nodes": selectors.gpu_board()}
+    )
+
+
+@login_required
+def my_jobs_page(request):
+    jobs = selectors.visible_jobs(request.user).filter(owner=request.user).order_by("-submitted_at")[:100]
+    context = {"jobs": jobs, "quota": quotas.quota_status(request.user), "actable": {j.pk for j in jobs}}
+    return _live(request, "scheduling/me.html", "scheduling/_me_body.html", context)
+
+
+@login_required
+def submit_page(request):
+    """Submit a template (its parameters checked against its schema) or, for those allowed, a raw
+    command; through the same service as the API."""
+    if not can_submit(request.user):
+        raise PermissionDenied("Viewers cannot submit jobs.")
+    templates = list(JobTemplate.objects.filter(enabled=True).order_by("name"))
+    raw_allowed = can_submit_raw(request.user)
+    chosen = request.POST.get("template") or request.GET.get("template") or ""
+    template = next((t for t in templates if t.name == chosen), None)
+    ceiling = priority_ceiling(request.user)
+    errors: dict[str, list[str]] = {}
+    values = request.POST if request.method == "POST" else {}
+    fields = _param_fields(template, values) if template else []
+    if request.method == "POST":
+        try:
+            job = services.job_submit(
+                user=request.user, **_submission(request.POST, template, fields, raw_allowed)
+            )
+            return redirect("job", job_id=job.pk)
+        except ValidationError as error:
+            errors = error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages}
+        except PermissionDenied as error:
+            errors = {"__all__": [str(error)]}
+    context = {
+        "templates": templates,
+        "template": template,
+        "fields": fields,
+        "raw_allowed": raw_allowed,
+        "tiers": [
+            (p, n)
+            for p, n in ((30, "Urgent"), (20, "High"), (10, "Normal"), (0, "Low"), (-10, "Background"))
+            if p <= ceiling
+        ],
+        "ceiling": ceiling,
+        "errors": errors,
+        "values": values,
+        "defaults": {
+            "gpu_count": template.default_gpu_count if template else 1,
+            "time_limit_seconds": (template.default_time_limit_seconds or "") if template else "",
+        },
+    }
+    return render(request, "scheduling/submit.html", context, status=400 if errors else 200)
+
+
+def _param_fields(template: JobTemplate, values) -> list[dict]:
+    """One form field per property of the template's parameter schema."""
+    schema = template.params_schema or {}
+    required = set(schema.get("required", []))
+    fields = []
+    for name, spec in (schema.get("properties") or {}).items():
+        kind = spec.get("type", "string")
+        fields.append(
+            {
+                "name": name,
+                "input": "select"
+                if "enum" in spec
+                else {"integer": "number", "number": "number", "boolean": "checkbox"}.get(kind, "text"),
+                "type": kind,
+                "choices": spec.get("enum", []),
+                "step": "1" if kind == "integer" else "any",
+                "required": name in required,
+                "help": spec.get("description", ""),
+                "value": values.get(f"param_{name}", spec.get("default", "")),
+            }
+        )
+    return fields
+
+
+def _submission(post, template, fields, raw_allowed) -> dict:
+    """The service's arguments from the form; a value that is not of its field's type is a ValidationError."""
+    data: dict = {"name": post.get("name", "").strip()}
+    if template is not None:
+        params = {}
+        for field in fields:
+            raw = post.get(f"param_{field['name']}", "")
+            if field["type"] == "boolean":
+                params[field["name"]] = raw == "on"
+            elif raw == "":
+                continue
+            elif field["type"] in ("integer", "number"):
+                try:
+                    params[field["name"]] = int(raw) if field["type"] == "integer" else float(raw)
+                except ValueError:
+                    raise ValidationError({"params": f"{field['name']}: a number"}) from None
+            else:
+                params[field["name"]] = raw
+        data.update(template=template, params=params)
+    else:
+        lines = [line.strip() for line in post.get("argv", "").splitlines() if line.strip()]
+        if not raw_allowed:
+            raise PermissionDenied(
+                "Choose a template: raw commands need the 'submit raw commands' permission."
+            )
+        if not lines:
+            raise ValidationError(
+                {"template": "choose a template, or write a command (one argument per line)"}
+            )
+        data["argv"] = lines
+    for key in ("gpu_count", "priority", "time_limit_seconds"):
+        if post.get(key, "") != "":
+            try:
+                data[key] = int(post[key])
+            except ValueError:
+                raise ValidationError({key: "a whole number"}) from None
+    if post.get("start_after"):
+        try:
+            data["start_after"] = datetime.fromisoformat(post["start_after"]).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValidationError({"start_after": "a date and time"}) from None
+    data["off_peak_only"] = post.get("off_peak_only") == "on"
+    return data
+
+
+@login_required
+def analytics_page(request):
+    return render(request, "scheduling/analytics.html", {"charts": analytics.charts(timezone.now())})

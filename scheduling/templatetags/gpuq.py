@@ -17,3 +17,14 @@ def tier(priority: int) -> str:
 def percent(progress) -> str:
     fraction = progress.get("fraction") if isinstance(progress, dict) else None
     return f"{round(fraction * 100)}%" if isinstance(fraction, (int, float)) else ""
+
+
+@register.filter
+def hours(seconds) -> str:
+    """GPU-seconds as hours, e.g. 5400 → "1.5"."""
+    return f"{(seconds or 0) / 3600:.1f}"
+
+
+@register.filter
+def mul(value, factor) -> float:
+    return (value or 0) * float(factor)

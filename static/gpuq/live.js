@@ -7,7 +7,9 @@
   if (!live) return;
   const status = document.getElementById("live-status");
   const kinds = (live.dataset.kinds || "job,queue,node,progress").split(",");
-  let last = null;
+  // A page about some jobs only (data-job="12,13") follows only their events.
+  const jobs = live.dataset.job ? live.dataset.job.split(",").map(Number) : null;
+  let last = live.dataset.after ? Number(live.dataset.after) : null;  // what the page already shows
   let retry = 500;
   let timer = null;
   let fetching = false;
@@ -59,6 +61,7 @@
       if (event.kind === "reset") { last = event.id; refresh(); return; }
       last = event.id;
       if (!kinds.includes(event.kind)) return;
+      if (jobs && !jobs.includes(event.job)) return;
       if (event.kind === "progress" && progress(event)) return;
       soon();
     };
