@@ -43,10 +43,15 @@ def is_lead_or_admin(user) -> bool:
 
 
 def can_act_on(user, job) -> bool:
-    """Owners act on their jobs, leads on their team's jobs, admins on all."""
-    if is_admin(user) or job.owner_id == user.pk:
+    """Owners act on their jobs, leads on their team's jobs, admins on all, and anyone a job was shared
+    with to act on (django-guardian's `scheduling.act_on_job` on that job). Viewers only read."""
+    level = level_of(user)
+    if level == Level.VIEWER:
+        return False
+    if level == Level.ADMIN or job.owner_id == user.pk:
         return True
-    if job.team_id is not None and level_of(user) == Level.LEAD:
+    if job.team_id is not None and level == Level.LEAD:
         team = team_of(user)
-        return team is not None and team.pk == job.team_id
-    return False
+        if team is not None and team.pk == job.team_id:
+            return True
+    return user.has_perm("scheduling.act_on_job", job)

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "guardian",
     "accounts",
     "gpus",
     "scheduling",
@@ -46,6 +47,12 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "queueproject.urls"
 ASGI_APPLICATION = "queueproject.asgi.application"
+# Object permissions (django-guardian): a job shared with a user (scheduling.JobUserObjectPermission).
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # no guardian anonymous user: every page and endpoint needs a login
 # Each web process relays the Event table to its own websocket clients (scheduling.live): no broker needed.
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 WSGI_APPLICATION = None

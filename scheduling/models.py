@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from scheduling.states import Status
 
@@ -170,7 +171,10 @@ class Job(models.Model):
             models.Index(fields=["status", "priority", "submitted_at"], name="job_queue_idx"),
             models.Index(fields=["owner", "status"], name="job_owner_status_idx"),
         ]
-        permissions = [("submit_raw_command", "Can submit raw commands (argv) instead of templates")]
+        permissions = [
+            ("submit_raw_command", "Can submit raw commands (argv) instead of templates"),
+            ("act_on_job", "Can cancel, pause, resume and reprioritise the job (shared per job)"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.name or self.argv[:1]}"
@@ -323,3 +327,13 @@ class Event(models.Model):
             "job": self.job_id,
             "data": self.data,
         }
+
+
+class JobUserObjectPermission(UserObjectPermissionBase):
+    """A job shared with a user (django-guardian, with a real foreign key: list queries stay indexed)."""
+
+    content_object = models.ForeignKey(Job, on_delete=models.CASCADE)
+
+
+class JobGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Job, on_delete=models.CASCADE)

@@ -11,7 +11,7 @@ from accounts.permissions import is_admin, level_of, team_of
 from gpus.models import Allocation, Gpu, Node, NodeStatus
 from gpus.placement import GpuSpec, Needs, NodeFree
 from scheduling import batching, planner, policies, usage
-from scheduling.models import GpuQuota, Job, PolicyType
+from scheduling.models import GpuQuota, Job, JobUserObjectPermission, PolicyType
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 
 _PENDING_FIELDS = (
@@ -184,9 +184,11 @@ def visible_jobs(user) -> QuerySet[Job]:
     jobs = Job.objects.select_related("owner", "node", "template")
     if is_admin(user):
         return jobs
+    shared = JobUserObjectPermission.objects.filter(user=user).values("content_object_id")
+    mine = Q(owner=user) | Q(pk__in=shared)
     if level_of(user) == Level.LEAD and (team := team_of(user)) is not None:
-        return jobs.filter(Q(owner=user) | Q(team=team))
-    return jobs.filter(owner=user)
+        mine |= Q(team=team)
+    return jobs.filter(mine)
 
 
 @dataclass(frozen=True)

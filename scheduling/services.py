@@ -445,3 +445,32 @@ def concurrency_set(*, user, **limits) -> dict:
     row = policies.set_policy(PolicyType.CONCURRENCY, enabled=True, config={**current, **limits})
     _after_queue_change()
     return row.config
+
+
+def job_share(*, job: Job, user, with_user, permission: str = "act", revoke: bool = False) -> list[str]:
+    """The owner (or an admin) shares a job with another user: `view` lets them see its details and log,
+    `act` also lets them cancel, pause, resume and lower its priority (django-guardian, per job).
+    Returns what that user holds on the job afterwards."""
+    from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
+
+    if not (is_admin(user) or job.owner_id == user.pk):
+        raise PermissionDenied("Only the job's owner or an admin shares it.")
+    if permission not in ("view", "act"):
+        raise ValidationError({"permission": "view or act"})
+    if with_user.pk == job.owner_id:
+        raise ValidationError({"user": "the owner already holds every right on the job"})
+    names = ["scheduling.view_job"] + (["scheduling.act_on_job"] if permission == "act" else [])
+    with transaction.atomic():
+        if revoke:  # revoking view takes act too; revoking act leaves view
+            for name in ["scheduling.act_on_job"] + (["scheduling.view_job"] if permission == "view" else []):
+                remove_perm(name, with_user, job)
+        else:
+            for name in names:
+                assign_perm(name, with_user, job)
+        JobAudit.objects.create(
+            job=job,
+            by=user,
+            action="share",
+            detail=f"{'revoked' if revoke else 'granted'} {permission} for {with_user.username}",
+        )
+    return sorted(get_user_perms(with_user, job))

@@ -1,8 +1,9 @@
 """API views for acting on one job beyond submit and cancel: pause, resume, approve, reject, priority."""
 
+from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -74,3 +75,29 @@ class JobPriority(_JobAction):
     @extend_schema(request=PriorityIn, responses=JobOut)
     def post(self, request, job_id: int):
         return super().post(request, job_id)
+
+
+class ShareIn(serializers.Serializer):
+    user = serializers.CharField(max_length=150)
+    permission = serializers.ChoiceField(choices=["view", "act"], default="act")
+    revoke = serializers.BooleanField(default=False)
+
+
+class JobShare(APIView):
+    @extend_schema(request=ShareIn, responses={200: dict})
+    def post(self, request, job_id: int):
+        """Share the job with a user (`view`, or `act`: cancel, pause, resume, priority), or revoke it."""
+        data = ShareIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = _job_for(request, job_id)
+        other = get_user_model().objects.filter(username=data.validated_data["user"]).first()
+        if other is None:
+            return Response({"user": ["no such user"]}, status=status.HTTP_400_BAD_REQUEST)
+        held = services.job_share(
+            job=job,
+            user=request.user,
+            with_user=other,
+            permission=data.validated_data["permission"],
+            revoke=data.validated_data["revoke"],
+        )
+        return Response({"job": job.pk, "user": other.username, "permissions": held})

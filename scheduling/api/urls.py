@@ -20,6 +20,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/approve", actions.JobApprove.as_view(), name="api-job-approve"),
     path("jobs/<int:job_id>/reject", actions.JobReject.as_view(), name="api-job-reject"),
     path("jobs/<int:job_id>/priority", actions.JobPriority.as_view(), name="api-job-priority"),
+    path("jobs/<int:job_id>/share", actions.JobShare.as_view(), name="api-job-share"),
     path("queue", queue.Queue.as_view(), name="api-queue"),
     path("queue/stats", queue.QueueStats.as_view(), name="api-queue-stats"),
     path("queue/me", queue.QueueMe.as_view(), name="api-queue-me"),
