@@ -59,17 +59,25 @@ class Relay:
 
     async def _run(self) -> None:
         layer = get_channel_layer()
-        self.cursor = await database_sync_to_async(_last_id)()
+        while True:  # the database may be busy or away at start: consumers wait until it answers
+            try:
+                self.cursor = await database_sync_to_async(_last_id)()
+                break
+            except Exception:
+                log.exception("live relay: cannot read the last event id; retrying")
+                await asyncio.sleep(0.5)
+        # With no event yet, the first id to come is unknown (a sequence need not start at 1).
+        known = self.cursor > 0
         self.ready.set()
         gap_since = None
         while True:
             try:
                 for event in await database_sync_to_async(_after)(self.cursor):
-                    if event["id"] != self.cursor + 1:
+                    if known and event["id"] != self.cursor + 1:
                         gap_since = gap_since or time.monotonic()
                         if time.monotonic() - gap_since < GAP_SECONDS:
                             break  # a lower id may still commit: hold the rest back
-                    gap_since = None
+                    gap_since, known = None, True
                     self.cursor = event["id"]
                     await layer.group_send(GROUP, {"type": "relay.event", "event": event})
             except Exception:  # the database may be briefly unavailable: keep relaying after it returns

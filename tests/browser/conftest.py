@@ -92,8 +92,16 @@ def browser():
         browser.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.failed_call = report.failed
+
+
 @pytest.fixture
-def page(browser, gpuq):
+def page(browser, gpuq, request):
     """A logged-in admin's page, 1280 px wide."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=gpuq.base)
     page = context.new_page()
@@ -104,6 +112,10 @@ def page(browser, gpuq):
     page.click("button[type=submit]")
     page.wait_for_url(f"{gpuq.base}/")
     yield page
+    if getattr(request.node, "failed_call", False):  # what the page showed when the test failed
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"FAILED-{request.node.name}.png"), full_page=True)
+        print(f"page at failure ({page.url}):\n{page.inner_text('body')[:3000]}")
     context.close()
 
 

@@ -57,21 +57,26 @@ def test_transitions_arrive_in_order_and_a_reconnect_resumes_exactly_after_the_l
     assert seen[0]["id"] > hello["id"] and seen[1]["id"] > seen[0]["id"]
     assert seen[0]["data"]["owner"] == "alice" and "argv" not in seen[0]["data"]
 
-    # While disconnected: three more changes, and a second job.
-    transition(job, Status.PAUSED, reason="third")
-    other = make_job(alice)
-    transition(job, Status.PENDING, reason="fourth")
-    job_cancel(job=other, user=alice)
+    # While this client is away: three more changes, and a second job. Another client watches them go
+    # by, so the relay has handed them on before the first one comes back: they must come from the
+    # backlog, then the hello that starts the live stream.
+    with ws(web, session) as watcher:
+        receive(watcher, 1)
+        transition(job, Status.PAUSED, reason="third")
+        other = make_job(alice)
+        transition(job, Status.PENDING, reason="fourth")
+        job_cancel(job=other, user=alice)
+        watched = receive(watcher, 3)
     missed = list(Event.objects.filter(id__gt=seen[-1]["id"]).values_list("id", flat=True))
-    assert len(missed) == 3
+    assert [e["id"] for e in watched] == missed and len(missed) == 3
 
     with ws(web, session, after=seen[-1]["id"]) as socket:
-        backlog = receive(socket, 4)  # the three missed events, then hello
+        backlog = receive(socket, 4)
         transition(job, Status.PAUSED, reason="live again")
         live = receive(socket, 1)[0]
     assert [e["id"] for e in backlog[:3]] == missed  # each missed event once, in order
-    assert backlog[3] == {"kind": "hello", "id": missed[-1]}
     assert [e["data"]["reason"] for e in backlog[:3]] == ["third", "fourth", "cancelled by alice"]
+    assert backlog[3] == {"kind": "hello", "id": missed[-1]}
     assert live["data"]["reason"] == "live again" and live["id"] > missed[-1]
 
 
