@@ -2,12 +2,8 @@
 database in a temporary folder) driven by Playwright in Debian's chromium. Screenshots of each page, at
 1280 and 400 px wide, go to artifacts/screenshots/ (git-ignored)."""
 
-import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +11,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.conftest import wait_for
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, start_serve, stop, wait_serving
 
 SCREENSHOTS = settings.BASE_DIR / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,49 +32,15 @@ class Gpuq:
 @pytest.fixture(scope="session")
 def gpuq(tmp_path_factory):
     data = tmp_path_factory.mktemp("gpuq-browser")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "Q_CLUSTER_NAME")}
-    env.update(
-        GPUQ_DATA_DIR=str(data),
-        GPUQ_INVENTORY="declared",
-        GPUQ_DECLARED_GPUS="2x24GB",
-        GPUQ_NODE_NAME="browser",
-        GPUQ_KILL_GRACE_SECONDS="1",
-        GPUQ_TICK_SECONDS="1",
-        GPUQ_HEARTBEAT_SECONDS="0.2",
-        GPUQ_LOG_LEVEL="WARNING",
-    )
-    serve = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    serve, base, password, token = start_serve(
+        data, free_port(), GPUQ_DECLARED_GPUS="2x24GB", GPUQ_NODE_NAME="browser", GPUQ_HEARTBEAT_SECONDS="0.2"
     )
     try:
-        banner = "".join(serve.stdout.readline() for _ in range(3))
-        match = re.search(r"log in as admin / (\S+)\n.*API token: (\S+)", banner, re.S)
-        assert match, banner
-        password, token = match.groups()
-        base = f"http://127.0.0.1:{port}"
-
-        def up():
-            try:
-                return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, timeout=30, message="gpuq to serve")
+        wait_serving(base)
         api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=10)
         yield Gpuq(base, password, api)
     finally:
-        os.killpg(serve.pid, signal.SIGINT)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
+        stop(serve, signal.SIGINT, timeout=30)
 
 
 @pytest.fixture(scope="session")

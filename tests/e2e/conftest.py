@@ -1,6 +1,7 @@
 """Fixtures for tests with real gpuq processes."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,13 +51,7 @@ def start_node(tmp_path):
 
     yield start
     for node in started:
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGTERM)
-            try:
-                node.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
-                node.wait()
+        stop(node)
 
 
 def children_groups(pid: int) -> set[int]:
@@ -93,23 +88,11 @@ def web(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(up, timeout=30, message="the web server")
+        wait_serving(base)
         yield base
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop(server)
 
 
 def login(base: str, username: str, password: str) -> httpx.Client:
@@ -129,3 +112,49 @@ def login(base: str, username: str, password: str) -> httpx.Client:
     )
     assert "sessionid" in client.cookies, response.text[:500]
     return client
+
+
+def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> None:
+    """Stop a process started in its own session (and its group), by force if it does not stop."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_serving(base: str, timeout: float = 30) -> None:
+    def up():
+        try:
+            return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, timeout=timeout, message=f"{base} to serve")
+
+
+def start_serve(data_dir, port: int, **env) -> tuple[subprocess.Popen, str, str, str]:
+    """`manage.py gpuq_serve` (web server and a node) on its own SQLite database in `data_dir`: returns the
+    process, its base URL, the admin's password and an API token, read from its banner."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "Q_CLUSTER_NAME")}
+    environment.update(
+        GPUQ_DATA_DIR=str(data_dir),
+        GPUQ_INVENTORY="declared",
+        GPUQ_KILL_GRACE_SECONDS="1",
+        GPUQ_TICK_SECONDS="1",
+        **{k: str(v) for k, v in env.items()},
+    )
+    serve = subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    banner = "".join(serve.stdout.readline() for _ in range(3))
+    match = re.search(r"log in as admin / (\S+)\n.*API token: (\S+)", banner, re.S)
+    assert match, banner
+    return serve, f"http://127.0.0.1:{port}", *match.groups()

@@ -2,19 +2,15 @@
 the web server, the node, its cluster and its running job, leaving the job requeued."""
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
-from django.conf import settings
 
 from scheduling import procs
 from tests.conftest import wait_for
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, start_serve, wait_serving
 
 pytestmark = pytest.mark.processes
 
@@ -44,38 +40,11 @@ def alive(pid: int) -> bool:
 
 
 def test_serve_runs_jobs_and_ctrl_c_stops_everything(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "Q_CLUSTER_NAME")}
-    env.update(
-        GPUQ_DATA_DIR=str(tmp_path),
-        GPUQ_INVENTORY="declared",
-        GPUQ_NODE_NAME="serve-test",
-        GPUQ_KILL_GRACE_SECONDS="1",
-        GPUQ_TICK_SECONDS="1",
-    )
-    serve = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    serve, base, password, token = start_serve(tmp_path, free_port(), GPUQ_NODE_NAME="serve-test")
     try:
-        banner = "".join(serve.stdout.readline() for _ in range(3))
-        match = re.search(r"log in as admin / (\S+)\n.*API token: (\S+)", banner, re.S)
-        assert match, banner
-        password, token = match.groups()
-        base = f"http://127.0.0.1:{port}"
         api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=5)
 
-        def up():
-            try:
-                return httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, timeout=20, message="the web server")
+        wait_serving(base, timeout=20)
         assert httpx.get(f"{base}/").status_code == 302  # the queue page asks for a login
         assert "table.jobs" in httpx.get(f"{base}/static/gpuq/gpuq.css").text
 
