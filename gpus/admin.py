@@ -23,19 +23,7 @@ class GpuInline(admin.TabularInline):
         "foreign_pids",
         "readings_at",
     ]
-    readonly_fields = [
-        "index",
-        "model_name",
-        "memory_mb",
-        "uuid",
-        "simulated",
-        "unhealthy_reason",
-        "memory_used_mb",
-        "utilization_percent",
-        "temperature_c",
-        "foreign_pids",
-        "readings_at",
-    ]
+    readonly_fields = [f for f in fields if f != "healthy"]  # readings come from the inventory
 
 
 @admin.register(Node)

@@ -59,6 +59,7 @@ def _read_device(pynvml, index: int) -> GpuInfo:
             simulated=False,
             error=f"NVML error: {error}",
         )
+    known = {"index": index, "uuid": uuid, "model_name": model_name, "memory_mb": int(memory.total) // _MB}
     try:
         utilization = _optional(pynvml, lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
         temperature = _optional(
@@ -67,20 +68,10 @@ def _read_device(pynvml, index: int) -> GpuInfo:
         pids = _process_pids(pynvml, handle)
     except pynvml.NVMLError as error:  # only a lost GPU gets here (see _optional)
         log.warning("NVML: GPU %s is lost (%s); marking it unhealthy", index, error)
-        return GpuInfo(
-            index=index,
-            uuid=uuid,
-            model_name=model_name,
-            memory_mb=int(memory.total) // _MB,
-            simulated=False,
-            error=f"NVML error: {error}",
-        )
+        return GpuInfo(**known, simulated=False, error=f"NVML error: {error}")
     used = getattr(memory, "used", None)
     return GpuInfo(
-        index=index,
-        uuid=uuid,
-        model_name=model_name,
-        memory_mb=int(memory.total) // _MB,
+        **known,
         simulated=False,
         memory_used_mb=int(used) // _MB if used is not None else None,
         utilization_percent=int(utilization) if utilization is not None else None,

@@ -11,6 +11,7 @@ before giving up on it (a rolled-back one).
 import asyncio
 import logging
 import time
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -99,8 +100,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        after = self.scope["query_string"].decode()
-        after = dict(p.split("=", 1) for p in after.split("&") if "=" in p).get("after", "")
+        after = parse_qs(self.scope["query_string"].decode()).get("after", [""])[0]
         await relay.start()
         # Join first, then read where the relay stands: nothing relayed from here on is missed, and
         # what the backlog already sent is dropped from the live stream by id.

@@ -19,6 +19,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections
 
+from tests.e2e.conftest import alive, descendants, proc_stat
+
 # Each attempt holds an exclusive lock on its job's lock file while it lives (the kernel drops it when the
 # process dies, however it dies). A second live attempt of the same job cannot get it, and says so.
 JOB = r"""
@@ -158,27 +160,9 @@ def _kill_group(pgid: int, sig=signal.SIGKILL) -> None:
         pass
 
 
-def _stat(pid) -> list[str] | None:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
 def descendant_groups(pid: int) -> set[int]:
-    """Process groups of `pid`'s descendants (the node's django-q2 cluster and its workers)."""
-    parents: dict[int, list[int]] = {}
-    groups: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(entry)):
-            parents.setdefault(int(fields[1]), []).append(int(entry))
-            groups[int(entry)] = int(fields[2])
-    found, todo = set(), [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.add(groups[child])
-            todo.append(child)
-    return found
+    """Process groups of `pid`'s descendants (the node's django-q2 cluster, its workers, their jobs)."""
+    return {int(fields[2]) for child in descendants(pid) if (fields := proc_stat(child))}
 
 
 def run(
@@ -292,7 +276,7 @@ def _kill(kind: str, cluster: Cluster, rng: random.Random, durations: dict[int, 
         _kill_group(running[0])  # the job's own process group: it fails with -9 and retries
         return True
     if kind == "worker" and running:
-        worker = _stat(running[0])
+        worker = proc_stat(running[0])
         if worker:
             os.kill(int(worker[1]), signal.SIGKILL)  # its executor (a django-q2 worker); the job dies with it
             return True
@@ -318,6 +302,6 @@ def _job_processes(workdir: Path) -> int:
                 cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
             except OSError:
                 continue
-            if b"GPUQ_JOB_ID" in cmdline and str(workdir).encode() in cmdline and _stat(entry)[0] != "Z":
+            if b"GPUQ_JOB_ID" in cmdline and str(workdir).encode() in cmdline and alive(int(entry)):
                 count += 1
     return count

@@ -54,18 +54,40 @@ def start_node(tmp_path):
         stop(node)
 
 
+def proc_stat(pid) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name: state, parent pid, process group, …"""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (found before it is reaped)."""
+    parents: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        if fields := proc_stat(entry):
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, frontier = set(), [pid]
+    while frontier:
+        for child in parents.get(frontier.pop(), []):
+            found.add(child)
+            frontier.append(child)
+    return found
+
+
 def children_groups(pid: int) -> set[int]:
-    """Process groups of the descendants of `pid` (found before it is reaped)."""
-    groups = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[1] is the parent pid, fields[2] the process group.
-        if fields[1] == str(pid) or fields[2] == str(pid):
+    """The process groups of `pid` and of its direct children: a node process and its executor cluster,
+    not the jobs (they run in sessions of their own, one level further down)."""
+    groups = {pid}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        fields = proc_stat(entry)
+        if fields and (fields[1] == str(pid) or fields[2] == str(pid)):
             groups.add(int(fields[2]))
     return groups
 

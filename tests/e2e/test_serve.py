@@ -10,33 +10,9 @@ import pytest
 
 from scheduling import procs
 from tests.conftest import wait_for
-from tests.e2e.conftest import free_port, start_serve, wait_serving
+from tests.e2e.conftest import alive, descendants, free_port, start_serve, wait_serving
 
 pytestmark = pytest.mark.processes
-
-
-def descendants(pid: int) -> set[int]:
-    found, frontier = set(), {pid}
-    while frontier:
-        children = set()
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                ppid = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]
-            except (OSError, IndexError):
-                continue
-            if int(ppid) in frontier:
-                children.add(int(entry))
-        found |= children
-        frontier = children
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def test_serve_runs_jobs_and_ctrl_c_stops_everything(tmp_path):
