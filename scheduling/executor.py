@@ -127,6 +127,8 @@ class Execution:
                 f"=== gpuq: attempt {job.attempt} on GPU {job.gpu_indices}{members} ===\n".encode()
             )
             try:
+                if job.template_id and not os.path.isabs(argv[0]):  # else the job's PATH would choose it
+                    raise OSError(f"the template's program {argv[0]!r} is not an absolute path")
                 child = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
@@ -138,7 +140,7 @@ class Execution:
                     preexec_fn=procs.die_with_parent,
                     close_fds=True,
                 )
-            except OSError as error:
+            except (OSError, ValueError) as error:  # ValueError: a NUL byte in argv or env
                 log_file.write(f"=== gpuq: could not start: {error} ===\n".encode())
                 return self._finish(
                     Outcome(Status.FAILED, "could not start", error=f"could not start: {error}")

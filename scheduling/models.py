@@ -54,6 +54,13 @@ class JobTemplate(models.Model):
     default_gpu_count = models.PositiveIntegerField(default=1)
     default_time_limit_seconds = models.PositiveIntegerField(null=True, blank=True)
     default_env = models.JSONField(default=dict, blank=True)
+    allowed_env = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Environment names this template's users may set, each with a regex its value must match "
+        '(whole value), e.g. {"WANDB_PROJECT": "[a-z0-9-]{1,64}", "NCCL_DEBUG": "INFO|WARN"}. Names that '
+        "change which program runs or what it loads (PATH, LD_*, PYTHON*, ...) cannot be listed.",
+    )
     enabled = models.BooleanField(default=True)
     # Batching (seed 003): waiting jobs of this template with equal key parameters, arriving within the
     # window, run together as one process of `batch_argv_template`, which reads the manifest of members.
@@ -74,11 +81,20 @@ class JobTemplate(models.Model):
         return self.name
 
     def clean(self):
+        """Check the template and resolve its programs to absolute paths (a job's PATH cannot change them)."""
+        from scheduling.environment import check_allowed_env, refuse_nul, resolve_program
         from scheduling.templating import check_batching, check_template
 
         check_template(self.argv_template, self.params_schema)
+        self.argv_template[0] = resolve_program(self.argv_template, field="argv_template")
         if self.batchable:
             check_batching(self)
+            self.batch_argv_template[0] = resolve_program(
+                self.batch_argv_template, field="batch_argv_template"
+            )
+        check_allowed_env(self.allowed_env)
+        for field in ("argv_template", "batch_argv_template", "default_env"):
+            refuse_nul(field, getattr(self, field))
 
 
 class Job(models.Model):

@@ -24,27 +24,12 @@ from accounts.permissions import (
 )
 from gpus.models import Gpu
 from gpus.placement import Needs, could_ever_fit, eligible
-from scheduling import batching, planner, policies, selectors
+from scheduling import batching, environment, planner, policies, selectors
 from scheduling.models import Job, JobAudit, JobTemplate, PolicyType, StopRequest
 from scheduling.states import TERMINAL, Status
 from scheduling.stops import request_stop
 from scheduling.templating import render_argv
 from scheduling.transitions import TransitionConflict, record_creation, transition
-
-_RESERVED_ENV_PREFIXES = ("GPUQ_", "CUDA_VISIBLE_DEVICES")
-
-
-def _check_env(env: Any) -> dict[str, str]:
-    if not isinstance(env, dict):
-        raise ValidationError({"env": "must be an object of NAME: value"})
-    for name, value in env.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValidationError({"env": f"{name!r}: names are letters, digits and _"})
-        if name.startswith(_RESERVED_ENV_PREFIXES):
-            raise ValidationError({"env": f"{name}: set by gpuq, not by the job"})
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValidationError({"env": f"{name}: the value must be a string or a number"})
-    return {name: str(value) for name, value in env.items()}
 
 
 def _check_resources(resources: Any) -> list[str]:
@@ -88,6 +73,8 @@ def job_submit(
     now, or why it would wait. `no_wait` refuses (409) a job that would not start at once."""
     if not can_submit(user):
         raise PermissionDenied("Viewers cannot submit jobs.")
+    for field, value in (("name", name), ("argv", argv), ("params", params), ("env", env)):
+        environment.refuse_nul(field, value)
     if (template is None) == (argv is None):
         raise ValidationError({"template": "give either a template (with params) or an argv, not both"})
     if argv is not None:
@@ -103,7 +90,13 @@ def job_submit(
             raise ValidationError({"template": f"{template.name} is disabled"})
         params = params or {}
         argv = render_argv(template.argv_template, template.params_schema, params)
-    job_env = {**(template.default_env if template else {}), **_check_env(env or {})}
+        argv = environment.check_template_argv(template, params, argv)
+    # Template-only users may set only the names the template allows; raw-command users any name.
+    allowed_env = None if can_submit_raw(user) else template.allowed_env
+    job_env = {
+        **(template.default_env if template else {}),
+        **environment.check_env(env or {}, allowed=allowed_env),
+    }
     gpu_count = gpu_count if gpu_count is not None else (template.default_gpu_count if template else 1)
     if gpu_count < 1:
         raise ValidationError({"gpu_count": "must be at least 1"})

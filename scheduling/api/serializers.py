@@ -188,6 +188,7 @@ class TemplateOut(serializers.ModelSerializer):
             "description",
             "argv_template",
             "params_schema",
+            "allowed_env",
             "default_gpu_count",
             "default_time_limit_seconds",
             "batchable",

@@ -59,7 +59,7 @@ class Command(BaseCommand):
         from scheduling.models import JobTemplate
 
         if not JobTemplate.objects.exists():
-            JobTemplate.objects.create(
+            template = JobTemplate(
                 name="hello-gpu",
                 description="Prints the GPUs it was given and a message.",
                 argv_template=[
@@ -75,6 +75,8 @@ class Command(BaseCommand):
                     "additionalProperties": False,
                 },
             )
+            template.full_clean()  # resolves "python3" to an absolute path: a job's PATH cannot change it
+            template.save()
         self.stdout.write(
             f"gpuq: open {url} and log in as {username} / {password}\n"
             f"      API token: {key}  (kept in {token_file})\n"
