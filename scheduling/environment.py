@@ -94,6 +94,8 @@ def check_env(env: Any, *, allowed: dict[str, str] | None) -> dict[str, str]:
     or None for a raw-command user (any name but gpuq's reserved ones, strings or numbers)."""
     if not isinstance(env, dict):
         raise ValidationError({"env": "must be an object of NAME: value"})
+    if allowed is not None and not isinstance(allowed, dict):
+        allowed = {}
     if len(env) > MAX_VARIABLES:
         raise ValidationError({"env": f"at most {MAX_VARIABLES} variables"})
     checked = {}
@@ -125,10 +127,17 @@ def check_env(env: Any, *, allowed: dict[str, str] | None) -> dict[str, str]:
             raise ValidationError({"env": f"{name}: the value must not contain a NUL byte"})
         if len(value) > MAX_VALUE_LENGTH:
             raise ValidationError({"env": f"{name}: a value has at most {MAX_VALUE_LENGTH} characters"})
-        if allowed is not None and not re.fullmatch(allowed[name], value):
+        if allowed is not None and not _matches(allowed[name], value):
             raise ValidationError({"env": f"{name}: the value must match {allowed[name]}"})
         checked[name] = value
     return checked
+
+
+def _matches(pattern: Any, value: str) -> bool:
+    try:
+        return re.fullmatch(pattern, value) is not None
+    except (re.error, TypeError):  # a row written around clean(): refuse rather than fail
+        return False
 
 
 def check_allowed_env(allowed_env: Any) -> None:

@@ -222,6 +222,13 @@ def test_a_template_allowing_a_dangerous_name_is_refused_on_save(db, name):
     assert error.value.message_dict["allowed_env"][0].startswith(f"{name}: changes which program runs")
 
 
+@pytest.mark.parametrize("allowed", [{"NCCL_DEBUG": "(INFO"}, {"NCCL_DEBUG": 7}, ["NCCL_DEBUG"]])
+def test_a_broken_allowed_env_row_refuses_rather_than_fails(alice, node, tuned, allowed):
+    JobTemplate.objects.filter(pk=tuned.pk).update(allowed_env=allowed)
+    response = submit(alice, template="tuned", params={"run": "a"}, env={"NCCL_DEBUG": "INFO"})
+    assert response.status_code == 400 and response.json()["env"][0].startswith("NCCL_DEBUG: ")
+
+
 def test_allowed_env_needs_valid_patterns(db):
     template = JobTemplate(name="bad", argv_template=[PY], allowed_env={"NCCL_DEBUG": "(INFO"})
     with pytest.raises(ValidationError) as error:
