@@ -41,10 +41,9 @@ def job_leader_pids(node) -> set[int]:
     """Pids of this node's jobs whose process still runs (boot id, pid and start time all match, so a
     recycled pid of someone else never counts)."""
     from scheduling import procs
-    from scheduling.models import Job
-    from scheduling.states import HOLDS_GPUS
+    from scheduling.models import Attempt
 
-    rows = Job.objects.filter(node=node, status__in=HOLDS_GPUS, pid__isnull=False).values_list(
+    rows = Attempt.objects.filter(node=node, ended_at__isnull=True, pid__isnull=False).values_list(
         "pid", "pid_start_time", "boot_id"
     )
     return {pid for pid, started, boot in rows if procs.is_same_process(pid, started, boot)}

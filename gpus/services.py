@@ -6,6 +6,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.permissions import is_admin
@@ -147,16 +149,15 @@ def _identity(info: GpuInfo) -> dict:
 
 def node_heartbeat(*, node: Node) -> None:
     """Renew the node's liveness; a node marked offline while silent comes back online."""
-    now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic():  # on the database's clock, like every lease time
         if (
             Node.objects.filter(pk=node.pk)
             .exclude(status=NodeStatus.ONLINE)
-            .update(heartbeat_at=now, status=NodeStatus.ONLINE)
+            .update(heartbeat_at=Now(), status=NodeStatus.ONLINE)
         ):
             events.emit_node(node.name, status=NodeStatus.ONLINE)
         else:
-            Node.objects.filter(pk=node.pk).update(heartbeat_at=now)
+            Node.objects.filter(pk=node.pk).update(heartbeat_at=Now())
 
 
 def node_go_offline(*, node: Node) -> None:
@@ -170,8 +171,12 @@ def nodes_mark_offline(now=None) -> list[str]:
     """Nodes silent for GPUQ_NODE_TIMEOUT_SECONDS go offline: their GPUs leave the pool. Their jobs are
     not touched here: each is rescued by its own lease (scheduling.reaper), never by the node's silence
     alone, since a node that lost its database connection may still be running them."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.GPUQ_NODE_TIMEOUT_SECONDS)
+    if now is None:  # the database's clock: the one the heartbeats carry
+        cutoff = ExpressionWrapper(
+            Now() - timedelta(seconds=settings.GPUQ_NODE_TIMEOUT_SECONDS), output_field=DateTimeField()
+        )
+    else:
+        cutoff = now - timedelta(seconds=settings.GPUQ_NODE_TIMEOUT_SECONDS)
     silent = list(
         Node.objects.filter(status=NodeStatus.ONLINE, heartbeat_at__lt=cutoff).values_list("name", flat=True)
     )

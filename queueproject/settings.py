@@ -4,8 +4,10 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from queueproject.env import env_bool, env_float, env_int, env_list, env_str
+from scheduling import leases
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GPUQ_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -88,6 +90,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database that is away must answer with an error, never with silence: bounded connects, TCP
+    # keepalives and a bound on unacknowledged sends (a black-holed link), and a statement timeout.
+    _connect = env_float("GPUQ_DB_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=1)
+    _statement = env_float("GPUQ_DB_STATEMENT_TIMEOUT_SECONDS", 60.0)
+    DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": max(2, round(_connect)),  # libpq: whole seconds, at least 2
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(_connect * 2000),
+        **({"options": f"-c statement_timeout={int(_statement * 1000)}"} if _statement else {}),
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
@@ -140,7 +156,22 @@ GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
 GPUQ_KILL_GRACE_SECONDS = env_float("GPUQ_KILL_GRACE_SECONDS", 10.0)
 GPUQ_HEARTBEAT_SECONDS = env_float("GPUQ_HEARTBEAT_SECONDS", 2.0, minimum=0.05)
 GPUQ_LEASE_SECONDS = env_float("GPUQ_LEASE_SECONDS", 20.0, minimum=0.5)
+# The reaper takes an attempt over only after lease + kill grace + this margin (scheduling.leases).
+GPUQ_LEASE_MARGIN_SECONDS = env_float("GPUQ_LEASE_MARGIN_SECONDS", 5.0)
+# A dispatched attempt no executor claimed within this time is requeued (not counted as a fault).
+GPUQ_DISPATCH_TIMEOUT_SECONDS = env_float("GPUQ_DISPATCH_TIMEOUT_SECONDS", 120.0, minimum=1)
+# Test only: the boot id this process reports instead of the kernel's (a node "on another machine").
+GPUQ_BOOT_ID_OVERRIDE = env_str("GPUQ_BOOT_ID_OVERRIDE", "")
 GPUQ_NODE_TIMEOUT_SECONDS = env_float("GPUQ_NODE_TIMEOUT_SECONDS", 15.0, minimum=0.5)
+try:  # refuse at start a configuration that lets a job's re-run overlap its old process
+    leases.check(
+        heartbeat=GPUQ_HEARTBEAT_SECONDS,
+        lease=GPUQ_LEASE_SECONDS,
+        grace=GPUQ_KILL_GRACE_SECONDS,
+        margin=GPUQ_LEASE_MARGIN_SECONDS,
+    )
+except leases.OverlapError as error:
+    raise ImproperlyConfigured(str(error)) from None
 GPUQ_TICK_SECONDS = env_float("GPUQ_TICK_SECONDS", 5.0, minimum=0.1)
 # How often a node reads its GPUs again (readings, foreign processes, GPUs gone or failing).
 GPUQ_INVENTORY_REFRESH_SECONDS = env_float("GPUQ_INVENTORY_REFRESH_SECONDS", 30.0, minimum=1)

@@ -122,7 +122,6 @@ def start_members(leader: Job, token: str, now: datetime) -> list[Job]:
                 token=token,
                 reason=f"running in the batch of job {leader.pk}",
                 started_at=now,
-                heartbeat_at=now,
             )
             started.append(member)
         except (TransitionConflict, InvalidTransition):

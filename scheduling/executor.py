@@ -2,9 +2,14 @@
 
 It claims the attempt by compare-and-set (dispatched → running, fenced by the attempt's lease token),
 so a duplicate delivery runs nothing. The job's argv runs without a shell in its own process group,
-with an allow-listed environment. A monitor loop heartbeats, reads progress, honours cancel requests and
-the time limit, and kills the child's group if the lease is lost. The outcome is recorded by one
-transition that also releases the GPUs and requests the next tick.
+with an allow-listed environment. A lease keeper thread does all of the attempt's database work while
+the job runs (heartbeats on the database's clock, progress, reading stop requests) and rides out
+database errors with backoff; the monitor loop itself never waits on the database: it watches the
+process, the time limit and the watchdog, and stops the job when the keeper has not reached the database
+for a whole lease (scheduling.leases), so the job is gone before anyone may take its lease. The outcome
+is recorded by one transition that also closes the attempt and releases the GPUs; it is retried with
+backoff for as long as the database is away and the attempt is still this executor's, so a job that
+finished is never run again because of a database error.
 """
 
 import json
@@ -12,6 +17,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,10 +26,12 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from scheduling import batching, events, policies, procs
-from scheduling.models import Job, StopRequest
+from scheduling import batching, events, leases, policies, procs
+from scheduling.models import Attempt, Job, StopRequest
+from scheduling.outage import Outage, drop_connection
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
 from scheduling.transitions import InvalidTransition, TransitionConflict, transition
@@ -66,7 +74,7 @@ def job_environment(job: Job) -> dict[str, str]:
 class Outcome:
     status: Status
     reason: str
-    exit_code: int | None = None
+    exit_code: int | None = None  # the process's return code (negative: killed by that signal)
     error: str = ""
     by_id: int | None = None  # the user who asked for this outcome (cancel, pause)
     cause: str = ""  # for a failure that may retry: exit_code, time_limit or stalled
@@ -75,25 +83,100 @@ class Outcome:
 
 def run_job(job_id: int, token: str) -> str:
     """django-q2 entry point. Returns a short word for django-q2's task record."""
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None:
-        return "gone"
-    now = timezone.now()
-    try:
+
+    def claim():
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None:
+            return None
         transition(
             job,
             Status.RUNNING,
             token=token,
             reason="executor started",
-            started_at=now,
-            heartbeat_at=now,
-            boot_id=procs.boot_id(),
+            started_at=timezone.now(),
+            lease={"boot_id": procs.boot_id()},
         )
+        return job
+
+    try:
+        job = until_recorded(f"job {job_id}: claim", claim)
     except (TransitionConflict, InvalidTransition):
         log.info("job %s: attempt token %s is not dispatched any more; nothing to run", job_id, token[:8])
         return "skipped"
-    members = batching.start_members(job, token, now) if job.batch_role == batching.LEADER else []
+    if job is None:
+        return "gone"
+    members = batching.start_members(job, token, timezone.now()) if job.batch_role == batching.LEADER else []
     return Execution(job, token, members).run()
+
+
+def until_recorded(what: str, write, *, give_up=lambda: False):
+    """Run the database write `write()` until the database answers: database errors are retried with
+    backoff (logged once per outage) until `give_up()` says the write no longer matters. Other errors,
+    TransitionConflict included, propagate: the database answered."""
+    outage = Outage(what, log)
+    while True:
+        try:
+            result = write()
+        except DatabaseError as error:
+            delay = outage.failed(error)
+            drop_connection()
+            if give_up():
+                return None
+            time.sleep(delay)
+            continue
+        outage.recovered()
+        return result
+
+
+def _clock() -> float:
+    """Seconds on a clock that also runs while the machine is suspended (a frozen VM must not think
+    that no time passed and keep a lease it lost)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+class LeaseKeeper(threading.Thread):
+    """All of a running attempt's database work, off the monitor's thread: renew the lease every
+    GPUQ_HEARTBEAT_SECONDS, store progress, read stop requests every GPUQ_CANCEL_POLL_SECONDS. A
+    database error is retried with backoff and logged once per outage; a database that does not answer
+    blocks only this thread. The monitor reads `last_contact` (when the last successful heartbeat was
+    *sent*, so never later than the database's record of it), `lost` and `stop_row`."""
+
+    def __init__(self, execution: "Execution", identity: dict):
+        super().__init__(name=f"lease-job-{execution.job.pk}", daemon=True)
+        self.execution = execution
+        self.identity = identity  # the process's pid and start time, written by the first heartbeat
+        self.last_contact = _clock()  # the claim has just been written
+        self.lost = False
+        self.stop_row: dict | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        execution = self.execution
+        outage = Outage(f"job {execution.job.pk} attempt {execution.job.attempt}", log)
+        next_heartbeat = 0.0
+        try:
+            while not self.halt.is_set():
+                sent = _clock()
+                wait = settings.GPUQ_CANCEL_POLL_SECONDS
+                try:
+                    if sent >= next_heartbeat:
+                        if not execution._heartbeat(self.identity):
+                            self.lost = True
+                            return
+                        self.identity, self.last_contact = {}, sent
+                        next_heartbeat = sent + settings.GPUQ_HEARTBEAT_SECONDS
+                    row = execution._stop_row()
+                    if row is None:
+                        self.lost = True
+                        return
+                    self.stop_row = row
+                    outage.recovered()
+                except DatabaseError as error:
+                    wait = min(outage.failed(error), settings.GPUQ_HEARTBEAT_SECONDS)
+                    drop_connection()
+                self.halt.wait(wait)
+        finally:
+            drop_connection()
 
 
 class Execution:
@@ -102,9 +185,23 @@ class Execution:
         self.token = token
         self.members = list(members)  # a batch: the leader's companions, run by the same process
         self.lease_lost = False
+        self.keeper: LeaseKeeper | None = None
         self.progress = job.progress
 
     def run(self) -> str:
+        """Run the attempt. Errors writing the job's files (a full disk, say) fail it at once with the
+        error as the reason, instead of leaving it to look like a lost executor."""
+        try:
+            return self._run()
+        except OSError as error:
+            log.warning("job %s: could not write the job's files: %s", self.job.pk, error)
+            message = f"could not write the job's files: {error}"
+            return self._finish(Outcome(Status.FAILED, message[:300], error=message))
+        finally:
+            if self.keeper is not None:
+                self.keeper.halt.set()
+
+    def _run(self) -> str:
         job = self.job
         job_dir(job.pk).mkdir(parents=True, exist_ok=True)
         checkpoint_dir(job.pk).mkdir(parents=True, exist_ok=True)
@@ -118,8 +215,11 @@ class Execution:
             manifest = job_dir(job.pk) / "batch.json"
             batching.write_manifest(job, batch, job_dir, manifest)
             argv, env["GPUQ_BATCH_MANIFEST"] = batching.batch_argv(job, manifest), str(manifest)
-        Job.objects.filter(pk__in=[j.pk for j in batch], lease_token=self.token).update(
-            log_path=str(log_path)
+        until_recorded(
+            f"job {job.pk}: log path",
+            lambda: Job.objects.filter(pk__in=[j.pk for j in batch], lease_token=self.token).update(
+                log_path=str(log_path)
+            ),
         )
         with open(log_path, "ab", buffering=0) as log_file:
             members = f" with batch members {[m.pk for m in self.members]}" if self.members else ""
@@ -146,26 +246,30 @@ class Execution:
                     Outcome(Status.FAILED, "could not start", error=f"could not start: {error}")
                 )
             try:
-                Job.objects.filter(pk=job.pk, lease_token=self.token).update(
-                    pid=child.pid, pid_start_time=procs.start_time(child.pid)
-                )
+                identity = {"pid": child.pid, "pid_start_time": procs.start_time(child.pid)}
+                self.keeper = LeaseKeeper(self, identity)
+                self.keeper.start()
                 outcome = self._monitor(child, log_file)
             finally:
                 # Whatever happened, leave no process of this job behind (graceful stops came earlier).
                 procs.signal_group(child.pid, signal.SIGKILL)
                 child.wait()
-            log_file.write(f"=== gpuq: {outcome.status} ({outcome.reason}) ===\n".encode())
+            try:
+                log_file.write(f"=== gpuq: {outcome.status} ({outcome.reason}) ===\n".encode())
+            except OSError:
+                pass  # the outcome is what matters now; a full disk must not lose it
         return self._finish(outcome)
 
     def _monitor(self, child: subprocess.Popen, log_file) -> Outcome:
-        job = self.job
+        """Watch the process until it ends or must be stopped. No database call here (the keeper makes
+        them), so a database that hangs cannot keep this loop from fencing."""
+        job, keeper = self.job, self.keeper
         grace = settings.GPUQ_KILL_GRACE_SECONDS
+        fence_after = leases.current().fence_after
         stall = policies.stall_timeout(policies.enabled_configs(), job.stall_timeout_seconds)
         activity, last_activity = self._activity(log_file), time.monotonic()
         started = time.monotonic()
-        next_heartbeat = started + settings.GPUQ_HEARTBEAT_SECONDS
         next_check = started + settings.GPUQ_CANCEL_POLL_SECONDS
-        last_contact = started
         while True:
             code = child.poll()
             if code is not None:
@@ -173,66 +277,61 @@ class Execution:
                     return Outcome(Status.COMPLETED, "exit code 0", exit_code=0)
                 return Outcome(
                     Status.FAILED,
-                    f"exit code {code}",
+                    _ended_by(code),
                     exit_code=code,
-                    error=f"exit code {code}",
+                    error=_ended_by(code),
                     cause="exit_code",
                 )
             now = time.monotonic()
             if job.time_limit_seconds and now - started > job.time_limit_seconds:
-                procs.stop_group(child.pid, grace, poll=child.poll)
                 return Outcome(
                     Status.FAILED,
                     "time_limit",
-                    exit_code=child.poll(),
+                    exit_code=self._stop(child, grace),
                     error=f"time limit of {job.time_limit_seconds} s reached",
                     cause="time_limit",
                 )
-            try:
-                if now >= next_check:
-                    next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
-                    if stall:
-                        seen = self._activity(log_file)
-                        if seen != activity:
-                            activity, last_activity = seen, now
-                        elif now - last_activity > stall:
-                            procs.stop_group(child.pid, grace, poll=child.poll)
-                            return Outcome(
-                                Status.FAILED,
-                                "stalled",
-                                exit_code=child.poll(),
-                                error=f"watchdog: no output or progress for {stall:g} s",
-                                cause="stalled",
-                            )
-                    row = (
-                        Job.objects.filter(pk=job.pk)
-                        .values("lease_token", "status", "stop_request", "stop_requested_by", "stop_reason")
-                        .first()
-                    )
-                    if row is None or row["lease_token"] != self.token or row["status"] != Status.RUNNING:
-                        return self._lose_lease(child)
-                    if row["stop_request"]:
-                        procs.stop_group(child.pid, grace, poll=child.poll)
-                        status, fields = stopped_outcome(job, row["stop_request"])
+            if keeper.lost:
+                return self._lose_lease(child, "its attempt was taken over")
+            if _clock() - keeper.last_contact > fence_after:
+                # Self-fencing: the reaper may take the lease over once the job is surely gone, which
+                # is computed from this moment (scheduling.leases): stop it now.
+                return self._lose_lease(child, f"no database contact for {fence_after:g} s")
+            if now >= next_check:
+                next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
+                if stall:
+                    seen = self._activity(log_file)
+                    if seen != activity:
+                        activity, last_activity = seen, now
+                    elif now - last_activity > stall:
                         return Outcome(
-                            status,
-                            row["stop_reason"] or str(row["stop_request"]),
-                            exit_code=child.poll(),
-                            by_id=row["stop_requested_by"],
-                            fields=fields,
+                            Status.FAILED,
+                            "stalled",
+                            exit_code=self._stop(child, grace),
+                            error=f"watchdog: no output or progress for {stall:g} s",
+                            cause="stalled",
                         )
-                if now >= next_heartbeat:
-                    next_heartbeat = now + settings.GPUQ_HEARTBEAT_SECONDS
-                    if not self._heartbeat():
-                        return self._lose_lease(child)
-                    last_contact = now
-            except DatabaseError as error:
-                # Self-fencing: after a whole lease without reaching the database, the reaper may
-                # already have given the job to another attempt, so this one must stop.
-                log.warning("job %s: database unreachable (%s)", job.pk, error)
-                if now - last_contact > settings.GPUQ_LEASE_SECONDS:
-                    return self._lose_lease(child)
+                row = keeper.stop_row
+                if row and row["stop_request"]:
+                    code = self._stop(child, grace)
+                    status, fields = stopped_outcome(job, row["stop_request"])
+                    return Outcome(
+                        status,
+                        row["stop_reason"] or str(row["stop_request"]),
+                        exit_code=code,
+                        by_id=row["stop_requested_by"],
+                        fields=fields,
+                    )
             time.sleep(0.05)
+
+    @staticmethod
+    def _stop(child: subprocess.Popen, grace: float) -> int | None:
+        """SIGTERM, grace, SIGKILL; the leader's return code (negative: the signal that ended it)."""
+        procs.stop_group(child.pid, grace, poll=child.poll)
+        try:
+            return child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _activity(self, log_file) -> tuple:
         """What changes when the job shows signs of life: its log's size and its progress file."""
@@ -243,28 +342,29 @@ class Execution:
             progress_mark = None
         return os.fstat(log_file.fileno()).st_size, progress_mark
 
-    def _heartbeat(self) -> bool:
-        """Renew the lease; False when this attempt no longer holds it (fenced by the token)."""
-        updates = {"heartbeat_at": timezone.now()}
+    def _heartbeat(self, identity: dict) -> bool:
+        """Renew the lease on the database's clock; False when this attempt no longer holds it (its row
+        was closed, by the reaper say). `identity` (pid, start time) is written with it."""
         progress = self._read_progress()
-        if self.members:
-            Job.objects.filter(
-                pk__in=[m.pk for m in self.members], lease_token=self.token, status=Status.RUNNING
-            ).update(heartbeat_at=updates["heartbeat_at"])
         changed = progress is not None and progress != self.progress
-        if changed:
-            updates["progress"] = progress
         with transaction.atomic():
-            held = (
-                Job.objects.filter(pk=self.job.pk, lease_token=self.token, status=Status.RUNNING).update(
-                    **updates
-                )
-                == 1
-            )
+            mine = Attempt.objects.filter(lease_token=self.token, ended_at__isnull=True)
+            held = mine.filter(job_id=self.job.pk).update(heartbeat_at=Now(), **identity) == 1
+            if held and self.members:
+                mine.filter(job_id__in=[m.pk for m in self.members]).update(heartbeat_at=Now())
             if held and changed:
+                Job.objects.filter(pk=self.job.pk, lease_token=self.token).update(progress=progress)
                 events.emit_progress(self.job.pk, progress)
                 self.progress = progress
         return held
+
+    def _stop_row(self) -> dict | None:
+        """The job's stop request, or None when the job is no longer running under this token."""
+        return (
+            Job.objects.filter(pk=self.job.pk, lease_token=self.token, status=Status.RUNNING)
+            .values("stop_request", "stop_requested_by", "stop_reason")
+            .first()
+        )
 
     def _read_progress(self) -> dict | None:
         path = job_dir(self.job.pk) / "progress.json"
@@ -274,21 +374,43 @@ class Execution:
             return None
         return data if isinstance(data, dict) else {"value": data}
 
-    def _lose_lease(self, child: subprocess.Popen) -> Outcome:
+    def _lose_lease(self, child: subprocess.Popen, why: str) -> Outcome:
         log.warning(
-            "job %s: attempt %s lost its lease; stopping its processes", self.job.pk, self.job.attempt
+            "job %s: attempt %s lost its lease (%s); stopping its processes",
+            self.job.pk,
+            self.job.attempt,
+            why,
         )
         self.lease_lost = True
         procs.stop_group(child.pid, settings.GPUQ_KILL_GRACE_SECONDS, poll=child.poll)
         return Outcome(Status.FAILED, "lease lost")
 
     def _finish(self, outcome: Outcome) -> str:
+        """Record the outcome, retrying through database errors for as long as the attempt may still be
+        this executor's: the outcome stays here (and the lease keeper keeps renewing the lease while the
+        database answers) until the database has it."""
         if self.lease_lost:
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
+        try:
+            recorded = until_recorded(
+                f"job {self.job.pk}: outcome {outcome.status}",
+                lambda: self._record(outcome),
+                give_up=lambda: self.keeper is not None and self.keeper.lost,
+            )
+        except (TransitionConflict, InvalidTransition):
+            recorded = None
+        if recorded is None:
+            log.warning(
+                "job %s: outcome %s not recorded: the lease changed hands", self.job.pk, outcome.status
+            )
+            return "lease lost"
+        return recorded
+
+    def _record(self, outcome: Outcome) -> str:
         if self.members:
             self._finish_members(outcome)
         progress = self._read_progress()
-        fields = {"exit_code": outcome.exit_code, "error": outcome.error, "pid": None, **outcome.fields}
+        fields = {"exit_code": outcome.exit_code, "error": outcome.error, **outcome.fields}
         if progress is not None:
             fields["progress"] = progress
         status, reason = outcome.status, outcome.reason
@@ -299,14 +421,10 @@ class Execution:
         if retry is not None:
             status, reason = retry.pop("status"), retry.pop("reason")
             fields.update(retry)
-        try:
-            by = get_user_model().objects.filter(pk=outcome.by_id).first() if outcome.by_id else None
-            transition(self.job, status, by=by, token=self.token, reason=reason, **fields)
-        except (TransitionConflict, InvalidTransition):
-            log.warning(
-                "job %s: outcome %s not recorded: the lease changed hands", self.job.pk, outcome.status
-            )
-            return "lease lost"
+        by = get_user_model().objects.filter(pk=outcome.by_id).first() if outcome.by_id else None
+        transition(
+            self.job, status, by=by, token=self.token, reason=reason, lease=_exit(outcome.exit_code), **fields
+        )
         return str(status)
 
     def _finish_members(self, outcome: Outcome) -> None:
@@ -321,7 +439,7 @@ class Execution:
             else:
                 status, reason, fields = self._batch_outcome(fresh, outcome)
             try:
-                transition(fresh, status, token=self.token, reason=reason, pid=None, **fields)
+                transition(fresh, status, token=self.token, reason=reason, **fields)
             except (TransitionConflict, InvalidTransition):
                 log.warning("job %s: batch outcome not recorded: it moved meanwhile", member.pk)
 
@@ -362,3 +480,19 @@ class Execution:
             "wait_reason": "retry" if delay > 0 else "",
             "wait_detail": f"{detail} at {at:%H:%M:%S} UTC" if delay > 0 else "",
         }
+
+
+def _exit(code: int | None) -> dict:
+    """The attempt's end as the kernel reported it: an exit code, or the signal that killed it."""
+    if code is not None and code < 0:
+        return {"exit_code": None, "exit_signal": -code}
+    return {"exit_code": code, "exit_signal": None}
+
+
+def _ended_by(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -164,17 +164,14 @@ class Job(models.Model):
     log_path = models.CharField(max_length=500, blank=True, default="")
     progress = models.JSONField(default=dict, blank=True)
 
-    # Where the current (or last) attempt runs, and its lease: the fencing token of the attempt,
-    # the executor's heartbeat, and the identity of the child process (boot id, pid, start time).
+    # Which attempt is current: its node and GPUs (read by the planner's snapshot and the queue) and its
+    # lease token, which fences every status change an executor makes. Everything else about an
+    # execution (heartbeat, process identity, end) lives on its Attempt row.
     node = models.ForeignKey(
         "gpus.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
     gpu_indices = models.JSONField(default=list, blank=True)
     lease_token = models.CharField(max_length=32, blank=True, default="")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    boot_id = models.CharField(max_length=64, blank=True, default="")
-    pid = models.IntegerField(null=True, blank=True)
-    pid_start_time = models.CharField(max_length=32, blank=True, default="")
     stop_request = models.CharField(max_length=16, choices=StopRequest.choices, default="", blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     stop_requested_by = models.ForeignKey(
@@ -207,6 +204,42 @@ class Job(models.Model):
         return Needs.of(
             self.min_gpu_memory_mb, self.gpu_model, self.device_ids, self.node_labels, self.target
         )
+
+
+class Attempt(models.Model):
+    """One execution of a job: dispatched to a node's GPUs under a lease token, claimed by an executor,
+    kept alive by heartbeats (database clock), ended once. Written only through transition() (open,
+    claim, close) and the executor's heartbeat, which renews `heartbeat_at` while the row is open."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    node = models.ForeignKey("gpus.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    gpu_indices = models.JSONField(default=list, blank=True)
+    lease_token = models.CharField(max_length=32, db_index=True)
+    # The process: boot id + pid + start time together name it (a pid alone may be recycled).
+    boot_id = models.CharField(max_length=64, blank=True, default="")
+    pid = models.IntegerField(null=True, blank=True)
+    pid_start_time = models.CharField(max_length=32, blank=True, default="")
+    # Times come from the database's clock (Now()), never a machine's own.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # claimed by its executor: the lease starts
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    exit_signal = models.IntegerField(null=True, blank=True)  # the signal that ended the process
+    outcome = models.CharField(max_length=16, choices=Status.choices, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["ended_at", "heartbeat_at"], name="attempt_open_idx")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} attempt {self.number}"
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
 
 
 class JobStateTransition(models.Model):

@@ -10,6 +10,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def boot_id() -> str:
+    """This machine's boot id (GPUQ_BOOT_ID_OVERRIDE, test only, makes a process look like another machine)."""
+    from django.conf import settings
+
+    if getattr(settings, "GPUQ_BOOT_ID_OVERRIDE", ""):
+        return settings.GPUQ_BOOT_ID_OVERRIDE
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:

@@ -11,7 +11,7 @@ from accounts.permissions import is_admin, level_of, team_of
 from gpus.models import Allocation, Gpu, Node, NodeStatus
 from gpus.placement import GpuSpec, Needs, NodeFree
 from scheduling import batching, planner, policies, usage
-from scheduling.models import GpuQuota, Job, JobUserObjectPermission, PolicyType
+from scheduling.models import Attempt, GpuQuota, Job, JobUserObjectPermission, PolicyType
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 
 _PENDING_FIELDS = (
@@ -263,25 +263,9 @@ def queue_stats(now: datetime | None = None) -> dict:
     }
 
 
-@dataclass(frozen=True)
-class Attempt:
-    number: int
-    started_at: datetime | None
-    ended_at: datetime | None
-    outcome: str  # the status it left running for, or "running"
-    reason: str
-
-
-def attempts(transitions) -> list[Attempt]:
-    """A job's attempts from its transition log: when each ran and how it ended (retry history). A
-    transition out of `running` ends the attempt that ran, whatever attempt number it gives next."""
-    found: list[Attempt] = []
-    for t in transitions:
-        if t.to_status == Status.RUNNING:
-            found.append(Attempt(t.attempt, t.at, None, "running", ""))
-        elif t.from_status == Status.RUNNING and found and found[-1].ended_at is None:
-            found[-1] = Attempt(found[-1].number, found[-1].started_at, t.at, t.to_status, t.reason)
-    return found
+def attempts(job: Job) -> list[Attempt]:
+    """A job's attempts, oldest first, with their node (the job page and the API's job detail)."""
+    return list(job.attempts.select_related("node").order_by("id"))
 
 
 @dataclass(frozen=True)

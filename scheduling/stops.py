@@ -23,7 +23,7 @@ def stopped_outcome(job: Job, kind: str) -> tuple[Status, dict]:
     """The status and fields a job takes once its processes are stopped for `kind`."""
     if kind == StopRequest.CANCEL:
         return Status.CANCELLED, {}
-    rerun = {"attempt": job.attempt + 1, "started_at": None, "pid": None, "lease_token": ""}
+    rerun = {"attempt": job.attempt + 1, "started_at": None, "lease_token": ""}
     if kind == StopRequest.PAUSE:
         return Status.PAUSED, {**rerun, "wait_reason": "paused", "wait_detail": ""}
     return Status.PENDING, rerun  # preempt: back in the queue, a new attempt

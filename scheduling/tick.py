@@ -34,9 +34,10 @@ def _lock() -> None:
 
 
 def tick(now: datetime | None = None) -> planner.Plan:
-    now = now or timezone.now()
     with events.ticking(), transaction.atomic():
         _lock()
+        # Taken once the lock is held: a tick that waited for another must not plan in the past.
+        now = now or timezone.now()
         _release_scheduled(now)
         batching.form(now)
         plan = planner.plan(selectors.snapshot(now), now)
@@ -50,7 +51,7 @@ def tick(now: datetime | None = None) -> planner.Plan:
                 reason=f"preempted for job {preempt.for_job}",
             )
         for start in plan.starts:
-            _dispatch(start, now)
+            _dispatch(start)
         _record_waits(plan.waits)
     return plan
 
@@ -79,7 +80,7 @@ def _fail(fail: planner.Fail) -> None:
         pass
 
 
-def _dispatch(start: planner.Start, now: datetime) -> None:
+def _dispatch(start: planner.Start) -> None:
     job = Job.objects.get(pk=start.job_id)
     node = Node.objects.get(name=start.node)
     gpus = list(Gpu.objects.filter(node=node, index__in=start.gpus))
@@ -88,12 +89,8 @@ def _dispatch(start: planner.Start, now: datetime) -> None:
         node=node,
         gpu_indices=list(start.gpus),
         lease_token=token,
-        heartbeat_at=now,
         wait_reason="",
         wait_detail="",
-        pid=None,
-        pid_start_time="",
-        boot_id="",
         stop_request="",
         stop_requested_at=None,
         stop_requested_by=None,

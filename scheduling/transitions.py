@@ -4,11 +4,12 @@ import logging
 
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from gpus.models import Allocation
 from scheduling import events
-from scheduling.models import Job, JobStateTransition
+from scheduling.models import Attempt, Job, JobStateTransition
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status, is_allowed
 
 log = logging.getLogger("gpuq.transitions")
@@ -30,12 +31,17 @@ def transition(
     reason: str = "",
     token: str | None = None,
     guard: Q | None = None,
+    lease: dict | None = None,
     **fields,
 ) -> Job:
     """Move `job` from the status it holds to `to`, by compare-and-set, and log it.
 
     `token` fences the change to the attempt holding that lease; `guard` adds any other condition the
-    row must still meet. Leaving dispatched/running releases the job's GPUs in the same transaction.
+    row must still meet. The job's Attempt rows change in the same transaction: entering `dispatched`
+    opens one (for the `lease_token`, `node` and `gpu_indices` in `fields`), `dispatched → running` is
+    the executor's claim (its lease starts), and leaving dispatched/running closes the open one with
+    the outcome and reason, and releases the job's GPUs. `lease` holds more fields for that attempt row
+    (process identity, exit code or signal). Attempt times come from the database's clock.
     After commit, a tick is requested when the change can let a job start. Raises InvalidTransition
     when the table forbids the change and TransitionConflict when the row no longer matches.
     """
@@ -63,6 +69,7 @@ def transition(
             triggered_by=by,
             reason=reason[:500],
         )
+        _record_attempt(job, from_status, to, token, updates, reason, lease or {})
         if from_status in HOLDS_GPUS and to not in HOLDS_GPUS:
             Allocation.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=now)
         for name, value in updates.items():
@@ -74,6 +81,30 @@ def transition(
             events.request_tick()
     log.info("job %s: %s → %s%s", job.pk, from_status, to, f" ({reason})" if reason else "")
     return job
+
+
+def _record_attempt(job, from_status, to, token, updates, reason, lease) -> None:
+    open_rows = Attempt.objects.filter(job_id=job.pk, ended_at__isnull=True)
+    if from_status in HOLDS_GPUS and to not in HOLDS_GPUS:
+        # A reaper may have closed the row already (in this transaction): then this updates nothing.
+        open_rows.update(ended_at=Now(), outcome=to, reason=reason[:500], **lease)
+    elif to == Status.DISPATCHED:
+        open_rows.update(ended_at=Now(), reason="superseded")  # none expected; never two open
+        Attempt.objects.create(
+            job_id=job.pk,
+            number=updates.get("attempt", job.attempt),
+            node=updates["node"],
+            gpu_indices=updates["gpu_indices"],
+            lease_token=updates["lease_token"],
+            dispatched_at=Now(),
+            **lease,
+        )
+    elif from_status == Status.DISPATCHED and to == Status.RUNNING:
+        claimed = open_rows.filter(lease_token=token or job.lease_token, started_at__isnull=True).update(
+            started_at=Now(), heartbeat_at=Now(), **lease
+        )
+        if claimed != 1:
+            raise TransitionConflict(f"job {job.pk}: its attempt was taken over before it was claimed")
 
 
 def record_creation(job: Job, *, by=None, reason: str = "submitted") -> None:

@@ -53,7 +53,7 @@ def job_page(request, job_id: int):
     context = {
         "job": job,
         "transitions": transitions,
-        "attempts": selectors.attempts(transitions),
+        "attempts": selectors.attempts(job),
         "finished": job.status in TERMINAL,
         "can_act": can_act_on(request.user, job),
         "members": list(job.batch_members.values_list("pk", flat=True)),

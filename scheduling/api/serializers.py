@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from accounts.models import Team
-from scheduling.models import Job, JobStateTransition, JobTemplate, SchedulingPolicy
+from scheduling.models import Attempt, Job, JobStateTransition, JobTemplate, SchedulingPolicy
 from scheduling.policies import validate_config
 
 User = get_user_model()
@@ -90,6 +90,26 @@ class TransitionOut(serializers.ModelSerializer):
         fields = ["id", "from_status", "to_status", "attempt", "at", "by", "reason"]
 
 
+class AttemptOut(serializers.ModelSerializer):
+    node = serializers.CharField(source="node.name", default=None)
+
+    class Meta:
+        model = Attempt
+        fields = [
+            "number",
+            "node",
+            "gpu_indices",
+            "dispatched_at",
+            "started_at",
+            "heartbeat_at",
+            "ended_at",
+            "exit_code",
+            "exit_signal",
+            "outcome",
+            "reason",
+        ]
+
+
 class JobOut(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username")
     template = serializers.CharField(source="template.name", default=None)
@@ -148,9 +168,10 @@ class JobOut(serializers.ModelSerializer):
 
 class JobDetailOut(JobOut):
     transitions = TransitionOut(many=True, read_only=True)
+    attempts = AttemptOut(many=True, read_only=True)
 
     class Meta(JobOut.Meta):
-        fields = [*JobOut.Meta.fields, "transitions"]
+        fields = [*JobOut.Meta.fields, "transitions", "attempts"]
 
 
 class QueueJobOut(serializers.Serializer):

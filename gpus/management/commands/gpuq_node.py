@@ -6,7 +6,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from gpus import inventory
 from gpus.services import (
@@ -16,7 +16,8 @@ from gpus.services import (
     node_register,
     nodes_mark_offline,
 )
-from scheduling import procs, supervise
+from scheduling import leases, procs, supervise
+from scheduling.outage import Outage, drop_connection
 from scheduling.reaper import reap, reconcile_node
 from scheduling.tick import tick
 
@@ -42,6 +43,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, name=None, labels="", **options):
         name = name or settings.GPUQ_NODE_NAME
+        try:
+            leases.check(
+                heartbeat=settings.GPUQ_HEARTBEAT_SECONDS,
+                lease=settings.GPUQ_LEASE_SECONDS,
+                grace=settings.GPUQ_KILL_GRACE_SECONDS,
+                margin=settings.GPUQ_LEASE_MARGIN_SECONDS,
+            )
+        except leases.OverlapError as error:
+            raise CommandError(str(error)) from None
         backend, gpus = inventory.detect(node_name=name)
         node = node_register(
             name=name,
@@ -59,21 +69,33 @@ class Command(BaseCommand):
         cluster_env = {"Q_CLUSTER_NAME": node.queue_name, "GPUQ_EXECUTOR_WORKERS": str(max(1, len(gpus)))}
         cluster = supervise.manage_py("qcluster", env=cluster_env)
         next_refresh = time.monotonic() + settings.GPUQ_INVENTORY_REFRESH_SECONDS
+        outage = Outage(f"node {name}", log)
+        quiet_until = 0.0
         try:
             while not flag.stopping:
-                if time.monotonic() >= next_refresh:
-                    next_refresh = time.monotonic() + settings.GPUQ_INVENTORY_REFRESH_SECONDS
-                    try:
-                        node_refresh_inventory(node=node)
-                    except Exception:
-                        log.exception("node %s: inventory refresh failed; retrying next period", name)
-                    finally:
-                        close_old_connections()
+                delay = settings.GPUQ_TICK_SECONDS
                 try:
+                    if time.monotonic() >= next_refresh:
+                        next_refresh = time.monotonic() + settings.GPUQ_INVENTORY_REFRESH_SECONDS
+                        try:
+                            node_refresh_inventory(node=node)
+                        except DatabaseError:
+                            raise
+                        except Exception:
+                            log.exception("node %s: inventory refresh failed; retrying next period", name)
                     node_heartbeat(node=node)
-                    nodes_mark_offline()
-                    reap()
+                    if outage.recovered():
+                        # Everyone's heartbeats stopped with the database: give executors a whole
+                        # take-over time to heartbeat again and to record the outcomes they kept before
+                        # judging anyone's lease or node.
+                        quiet_until = time.monotonic() + leases.current().reap_after
+                    if time.monotonic() >= quiet_until:
+                        nodes_mark_offline()
+                        reap(node_name=name)
                     tick()
+                except DatabaseError as error:
+                    delay = min(delay, outage.failed(error))
+                    drop_connection()
                 except Exception:
                     log.exception("node %s: periodic step failed; retrying next period", name)
                 finally:
@@ -84,12 +106,18 @@ class Command(BaseCommand):
                     )
                     reconcile_node(name)
                     cluster = supervise.manage_py("qcluster", env=cluster_env)
-                flag.sleep(settings.GPUQ_TICK_SECONDS)
+                flag.sleep(delay)
         finally:
             # Leave the pool first, so that no tick places a job here while we stop.
-            node_go_offline(node=node)
+            try:
+                node_go_offline(node=node)
+            except DatabaseError as error:
+                log.warning("node %s: could not go offline (%s)", name, error)
             # django-q2 waits without limit for running tasks on SIGINT/SIGTERM: bound it ourselves.
             supervise.stop([cluster], grace=5.0)
             # The executors are gone with their jobs (their children die with them): requeue now.
-            reconcile_node(name, executors_gone=True)
+            try:
+                reconcile_node(name, executors_gone=True)
+            except DatabaseError as error:
+                log.warning("node %s: its jobs are left to the reaper (%s)", name, error)
         self.stdout.write(f"node {name}: stopped")
