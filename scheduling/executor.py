@@ -2,13 +2,12 @@
 
 It claims the attempt by compare-and-set (dispatched → running, fenced by the attempt's lease token),
 so a duplicate delivery runs nothing. The job's argv runs without a shell in its own process group,
-with an allow-listed environment. A lease keeper thread does all of the attempt's database work while
-the job runs (heartbeats on the database's clock, progress, reading stop requests) and rides out
-database errors with backoff; the monitor loop itself never waits on the database: it watches the
-process, the time limit and the watchdog, and stops the job when the keeper has not reached the database
-for a whole lease (scheduling.leases), so the job is gone before anyone may take its lease. The outcome
-is recorded by one transition that also closes the attempt and releases the GPUs; it is retried with
-backoff for as long as the database is away and the attempt is still this executor's, so a job that
+with an allow-listed environment. A monitor loop heartbeats (on the database's clock), reads progress,
+honours stop requests, the time limit and the watchdog, and rides out database errors with backoff. A
+fence thread that makes no database call stops the job once the monitor has not reached the database
+for a whole lease (scheduling.leases), so the job is gone before anyone may take its lease, even when a
+database call hangs. The outcome is recorded by one transition that also closes the attempt and
+releases the GPUs; it is retried with backoff for as long as the database is away, so a job that
 finished is never run again because of a database error.
 """
 
@@ -109,10 +108,10 @@ def run_job(job_id: int, token: str) -> str:
     return Execution(job, token, members).run()
 
 
-def until_recorded(what: str, write, *, give_up=lambda: False):
+def until_recorded(what: str, write):
     """Run the database write `write()` until the database answers: database errors are retried with
-    backoff (logged once per outage) until `give_up()` says the write no longer matters. Other errors,
-    TransitionConflict included, propagate: the database answered."""
+    backoff, logged once per outage. Other errors, TransitionConflict included, propagate: the database
+    answered."""
     outage = Outage(what, log)
     while True:
         try:
@@ -120,8 +119,6 @@ def until_recorded(what: str, write, *, give_up=lambda: False):
         except DatabaseError as error:
             delay = outage.failed(error)
             drop_connection()
-            if give_up():
-                return None
             time.sleep(delay)
             continue
         outage.recovered()
@@ -134,49 +131,31 @@ def _clock() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-class LeaseKeeper(threading.Thread):
-    """All of a running attempt's database work, off the monitor's thread: renew the lease every
-    GPUQ_HEARTBEAT_SECONDS, store progress, read stop requests every GPUQ_CANCEL_POLL_SECONDS. A
-    database error is retried with backoff and logged once per outage; a database that does not answer
-    blocks only this thread. The monitor reads `last_contact` (when the last successful heartbeat was
-    *sent*, so never later than the database's record of it), `lost` and `stop_row`."""
+class Fence(threading.Thread):
+    """Self-fencing that no database call can hold up: stops the job's process group (SIGTERM, grace,
+    SIGKILL) once the monitor has not reached the database for `fence_after` seconds, counted from when
+    its last successful heartbeat was *sent* (never later than the database's record of it). The
+    monitor makes its database calls on its own thread; a call that hangs (a black-holed connection)
+    blocks only the monitor, never this thread."""
 
-    def __init__(self, execution: "Execution", identity: dict):
-        super().__init__(name=f"lease-job-{execution.job.pk}", daemon=True)
-        self.execution = execution
-        self.identity = identity  # the process's pid and start time, written by the first heartbeat
+    def __init__(self, job_id: int, pgid: int, poll, fence_after: float):
+        super().__init__(name=f"fence-job-{job_id}", daemon=True)
+        self.job_id, self.pgid, self.poll, self.fence_after = job_id, pgid, poll, fence_after
         self.last_contact = _clock()  # the claim has just been written
-        self.lost = False
-        self.stop_row: dict | None = None
+        self.fenced = False
         self.halt = threading.Event()
 
     def run(self) -> None:
-        execution = self.execution
-        outage = Outage(f"job {execution.job.pk} attempt {execution.job.attempt}", log)
-        next_heartbeat = 0.0
-        try:
-            while not self.halt.is_set():
-                sent = _clock()
-                wait = settings.GPUQ_CANCEL_POLL_SECONDS
-                try:
-                    if sent >= next_heartbeat:
-                        if not execution._heartbeat(self.identity):
-                            self.lost = True
-                            return
-                        self.identity, self.last_contact = {}, sent
-                        next_heartbeat = sent + settings.GPUQ_HEARTBEAT_SECONDS
-                    row = execution._stop_row()
-                    if row is None:
-                        self.lost = True
-                        return
-                    self.stop_row = row
-                    outage.recovered()
-                except DatabaseError as error:
-                    wait = min(outage.failed(error), settings.GPUQ_HEARTBEAT_SECONDS)
-                    drop_connection()
-                self.halt.wait(wait)
-        finally:
-            drop_connection()
+        while not self.halt.wait(0.05):
+            if _clock() - self.last_contact > self.fence_after:
+                self.fenced = True  # before the signal: the monitor must not take the exit for an outcome
+                log.warning(
+                    "job %s: no database contact for %g s; stopping the job before its lease can be taken",
+                    self.job_id,
+                    self.fence_after,
+                )
+                procs.stop_group(self.pgid, settings.GPUQ_KILL_GRACE_SECONDS, poll=self.poll)
+                return
 
 
 class Execution:
@@ -185,7 +164,8 @@ class Execution:
         self.token = token
         self.members = list(members)  # a batch: the leader's companions, run by the same process
         self.lease_lost = False
-        self.keeper: LeaseKeeper | None = None
+        self.fence: Fence | None = None
+        self.identity: dict = {}
         self.progress = job.progress
 
     def run(self) -> str:
@@ -198,8 +178,8 @@ class Execution:
             message = f"could not write the job's files: {error}"
             return self._finish(Outcome(Status.FAILED, message[:300], error=message))
         finally:
-            if self.keeper is not None:
-                self.keeper.halt.set()
+            if self.fence is not None:
+                self.fence.halt.set()
 
     def _run(self) -> str:
         job = self.job
@@ -246,10 +226,11 @@ class Execution:
                     Outcome(Status.FAILED, "could not start", error=f"could not start: {error}")
                 )
             try:
-                identity = {"pid": child.pid, "pid_start_time": procs.start_time(child.pid)}
-                self.keeper = LeaseKeeper(self, identity)
-                self.keeper.start()
+                self.identity = {"pid": child.pid, "pid_start_time": procs.start_time(child.pid)}
+                self.fence = Fence(job.pk, child.pid, child.poll, leases.current().fence_after)
+                self.fence.start()
                 outcome = self._monitor(child, log_file)
+                self.fence.halt.set()  # the process is gone or stopped: nothing is left to fence
             finally:
                 # Whatever happened, leave no process of this job behind (graceful stops came earlier).
                 procs.signal_group(child.pid, signal.SIGKILL)
@@ -261,26 +242,25 @@ class Execution:
         return self._finish(outcome)
 
     def _monitor(self, child: subprocess.Popen, log_file) -> Outcome:
-        """Watch the process until it ends or must be stopped. No database call here (the keeper makes
-        them), so a database that hangs cannot keep this loop from fencing."""
-        job, keeper = self.job, self.keeper
+        """Watch the process until it ends or must be stopped: heartbeats, progress, stop requests, the
+        time limit and the watchdog. Database errors are retried with backoff (logged once per outage)
+        without holding up the watch; the fence thread stops the job if they last a whole lease."""
+        job, fence = self.job, self.fence
         grace = settings.GPUQ_KILL_GRACE_SECONDS
-        fence_after = leases.current().fence_after
         stall = policies.stall_timeout(policies.enabled_configs(), job.stall_timeout_seconds)
         activity, last_activity = self._activity(log_file), time.monotonic()
         started = time.monotonic()
-        next_check = started + settings.GPUQ_CANCEL_POLL_SECONDS
+        next_heartbeat = next_check = next_try = started
+        outage = Outage(f"job {job.pk} attempt {job.attempt}", log)
         while True:
             code = child.poll()
+            if fence.fenced:
+                return self._lose_lease(child, "no database contact for a whole lease")
             if code is not None:
                 if code == 0:
                     return Outcome(Status.COMPLETED, "exit code 0", exit_code=0)
                 return Outcome(
-                    Status.FAILED,
-                    _ended_by(code),
-                    exit_code=code,
-                    error=_ended_by(code),
-                    cause="exit_code",
+                    Status.FAILED, _ended_by(code), exit_code=code, error=_ended_by(code), cause="exit_code"
                 )
             now = time.monotonic()
             if job.time_limit_seconds and now - started > job.time_limit_seconds:
@@ -291,28 +271,36 @@ class Execution:
                     error=f"time limit of {job.time_limit_seconds} s reached",
                     cause="time_limit",
                 )
-            if keeper.lost:
-                return self._lose_lease(child, "its attempt was taken over")
-            if _clock() - keeper.last_contact > fence_after:
-                # Self-fencing: the reaper may take the lease over once the job is surely gone, which
-                # is computed from this moment (scheduling.leases): stop it now.
-                return self._lose_lease(child, f"no database contact for {fence_after:g} s")
-            if now >= next_check:
-                next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
-                if stall:
-                    seen = self._activity(log_file)
-                    if seen != activity:
-                        activity, last_activity = seen, now
-                    elif now - last_activity > stall:
-                        return Outcome(
-                            Status.FAILED,
-                            "stalled",
-                            exit_code=self._stop(child, grace),
-                            error=f"watchdog: no output or progress for {stall:g} s",
-                            cause="stalled",
-                        )
-                row = keeper.stop_row
-                if row and row["stop_request"]:
+            if stall and now >= next_check:
+                seen = self._activity(log_file)
+                if seen != activity:
+                    activity, last_activity = seen, now
+                elif now - last_activity > stall:
+                    return Outcome(
+                        Status.FAILED,
+                        "stalled",
+                        exit_code=self._stop(child, grace),
+                        error=f"watchdog: no output or progress for {stall:g} s",
+                        cause="stalled",
+                    )
+            if now >= next_try and (now >= next_check or now >= next_heartbeat):
+                try:
+                    if now >= next_heartbeat:
+                        sent = _clock()
+                        if not self._heartbeat():
+                            return self._lose_lease(child, "its attempt was taken over")
+                        fence.last_contact = sent
+                        next_heartbeat = now + settings.GPUQ_HEARTBEAT_SECONDS
+                    row = self._stop_row()
+                    next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
+                    outage.recovered()
+                except DatabaseError as error:
+                    next_try = time.monotonic() + min(outage.failed(error), settings.GPUQ_HEARTBEAT_SECONDS)
+                    drop_connection()
+                    continue
+                if row is None:
+                    return self._lose_lease(child, "its job moved on")
+                if row["stop_request"]:
                     code = self._stop(child, grace)
                     status, fields = stopped_outcome(job, row["stop_request"])
                     return Outcome(
@@ -342,14 +330,17 @@ class Execution:
             progress_mark = None
         return os.fstat(log_file.fileno()).st_size, progress_mark
 
-    def _heartbeat(self, identity: dict) -> bool:
+    def _heartbeat(self) -> bool:
         """Renew the lease on the database's clock; False when this attempt no longer holds it (its row
-        was closed, by the reaper say). `identity` (pid, start time) is written with it."""
+        was closed, by the reaper say). The first one also records the process (pid, start time)."""
+        identity = self.identity
         progress = self._read_progress()
         changed = progress is not None and progress != self.progress
         with transaction.atomic():
             mine = Attempt.objects.filter(lease_token=self.token, ended_at__isnull=True)
             held = mine.filter(job_id=self.job.pk).update(heartbeat_at=Now(), **identity) == 1
+            if held:
+                self.identity = {}
             if held and self.members:
                 mine.filter(job_id__in=[m.pk for m in self.members]).update(heartbeat_at=Now())
             if held and changed:
@@ -387,15 +378,14 @@ class Execution:
 
     def _finish(self, outcome: Outcome) -> str:
         """Record the outcome, retrying through database errors for as long as the attempt may still be
-        this executor's: the outcome stays here (and the lease keeper keeps renewing the lease while the
-        database answers) until the database has it."""
+        this executor's: the outcome stays here until the database has it (the reaper waits a whole
+        take-over time after an outage before judging anyone's lease, see gpuq_node)."""
         if self.lease_lost:
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
         try:
             recorded = until_recorded(
                 f"job {self.job.pk}: outcome {outcome.status}",
                 lambda: self._record(outcome),
-                give_up=lambda: self.keeper is not None and self.keeper.lost,
             )
         except (TransitionConflict, InvalidTransition):
             recorded = None

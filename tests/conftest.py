@@ -26,6 +26,7 @@ def _isolated_data(settings, tmp_path):
     settings.GPUQ_HEARTBEAT_SECONDS = 0.2
     settings.GPUQ_CANCEL_POLL_SECONDS = 0.05
     settings.GPUQ_LEASE_SECONDS = 2.0
+    settings.GPUQ_LEASE_MARGIN_SECONDS = 1.5  # take-over after 2 + 2 + 1.5 s of silence
 
 
 def make_user(username: str, level: str = Level.RESEARCHER, team: Team | None = None, **extra):

@@ -256,14 +256,14 @@ def _duration(rng: random.Random) -> float:
 def _kill(kind: str, cluster: Cluster, rng: random.Random, durations: dict[int, float]) -> bool:
     from django.utils import timezone
 
-    from scheduling.models import Job
+    from scheduling.models import Attempt
 
     # Aim at the running job with the most time left: if its process outlived a lost executor, it would
     # still be alive when the job is requeued.
     now = timezone.now()
     running = sorted(
-        Job.objects.filter(status="running", pid__isnull=False).values_list(
-            "pk", "pid", "started_at", "node__name"
+        Attempt.objects.filter(job__status="running", ended_at__isnull=True, pid__isnull=False).values_list(
+            "job_id", "pid", "job__started_at", "node__name"
         ),
         key=lambda row: durations.get(row[0], 0) - (now - row[2]).total_seconds(),
     )

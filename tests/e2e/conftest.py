@@ -31,6 +31,7 @@ def start_node(tmp_path):
                 "GPUQ_HEARTBEAT_SECONDS": 0.3,
                 "GPUQ_LEASE_SECONDS": 3,
                 "GPUQ_KILL_GRACE_SECONDS": 2,
+                "GPUQ_LEASE_MARGIN_SECONDS": 1.5,
                 "GPUQ_Q_POLL_SECONDS": 0.05,
                 **env,
             }

@@ -14,6 +14,7 @@ from scheduling.models import Job
 from scheduling.states import Status
 from tests.conftest import api_for, wait_for
 from tests.e2e.conftest import children_groups
+from tests.scheduling.helpers import running_attempt
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -77,12 +78,7 @@ def test_sigkill_of_the_node_never_leaves_a_job_running_nor_runs_it_twice(root, 
     job_id = client.post(
         "/api/v1/jobs", {"argv": [sys.executable, "-c", code, str(marks), "1"]}, format="json"
     ).json()["id"]
-    job = wait_for(
-        lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
-        timeout=15,
-        message="the job to run",
-    )
-    child_pid = job.pid
+    child_pid = wait_for(lambda: running_attempt(job_id), timeout=15, message="the job to run").pid
     wait_for(lambda: marks.exists() and "start 1" in marks.read_text(), message="attempt 1 to begin its work")
     cluster_groups = children_groups(node.pid)
     assert len(cluster_groups) >= 2  # the node's own group and its cluster's

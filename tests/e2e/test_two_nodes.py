@@ -14,6 +14,7 @@ from scheduling.models import Job
 from scheduling.states import Status
 from tests.conftest import api_for, wait_for
 from tests.e2e.conftest import children_groups
+from tests.scheduling.helpers import running_attempt
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -80,12 +81,10 @@ def test_a_killed_node_goes_offline_and_its_job_finishes_on_the_other(root, star
         "time.sleep(0 if os.environ['GPUQ_ATTEMPT'] != '1' else 600)"
     )
     job_id = client.post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
-    job = wait_for(
-        lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
-        timeout=15,
-        message="the job to run on the first node",
+    first_attempt = wait_for(
+        lambda: running_attempt(job_id), timeout=15, message="the job to run on the first node"
     )
-    assert job.node.name == "first"
+    assert first_attempt.job.node.name == "first"
     start_node("second", data_dir=tmp_path / "second", **timing)
 
     killed = time.monotonic()
@@ -117,5 +116,9 @@ def test_a_killed_node_goes_offline_and_its_job_finishes_on_the_other(root, star
     ]
     log = open(job.log_path).read()
     assert f"attempt 2 {tmp_path / 'second' / 'jobs' / str(job_id)}" in log
-    assert not os.path.exists(f"/proc/{job.pid}") if job.pid else True
+    assert not os.path.exists(f"/proc/{first_attempt.pid}")
+    assert [(a.number, a.node.name, a.outcome) for a in job.attempts.select_related("node")] == [
+        (1, "first", Status.PENDING),
+        (2, "second", Status.COMPLETED),
+    ]
     assert not Allocation.objects.active().exists()

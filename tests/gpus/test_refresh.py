@@ -14,7 +14,7 @@ from gpus.models import Gpu
 from gpus.procs import our_pids
 from gpus.services import node_refresh_gpus, node_refresh_inventory, node_register
 from scheduling import procs
-from scheduling.models import Job
+from scheduling.models import Attempt, Job
 from scheduling.states import Status
 from scheduling.tick import tick
 from tests.conftest import api_for, wait_for
@@ -165,15 +165,18 @@ def processes():
 
 
 def running_job_for(owner, node, child: subprocess.Popen, **fields) -> Job:
-    return make_job(
-        owner,
-        status=Status.RUNNING,
+    started = fields.pop("pid_start_time", procs.start_time(child.pid))
+    job = make_job(owner, status=Status.RUNNING, node=node, **fields)
+    Attempt.objects.create(
+        job=job,
+        number=job.attempt,
         node=node,
+        lease_token="t",
         pid=child.pid,
-        pid_start_time=fields.pop("pid_start_time", procs.start_time(child.pid)),
+        pid_start_time=started,
         boot_id=procs.boot_id(),
-        **fields,
     )
+    return job
 
 
 def test_processes_of_our_running_jobs_and_their_children_are_not_foreign(

@@ -6,7 +6,8 @@ import threading
 from django.db import connection
 
 from scheduling import executor
-from scheduling.models import Job
+from scheduling.models import Attempt, Job
+from scheduling.states import Status
 from scheduling.tick import tick
 
 PY = sys.executable
@@ -33,3 +34,14 @@ def run_in_thread(job: Job) -> tuple[threading.Thread, list]:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread, result
+
+
+def running_attempt(job_id: int) -> Attempt | None:
+    """The job's open attempt once its job is running and its process is recorded, else None."""
+    return (
+        Attempt.objects.filter(
+            job_id=job_id, ended_at__isnull=True, pid__isnull=False, job__status=Status.RUNNING
+        )
+        .select_related("job")
+        .first()
+    )

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from gpus.models import Allocation
 from scheduling import executor, selectors
-from scheduling.models import Job, JobTemplate
+from scheduling.models import Attempt, Job, JobTemplate
 from scheduling.services import job_cancel, job_submit
 from scheduling.states import Status
 from scheduling.tick import tick
@@ -173,8 +173,8 @@ def test_a_batch_whose_executor_was_lost_is_recovered_job_by_job_to_run_alone(al
 
     jobs = [submit(alice, p) for p in ("a", "b", "c")]
     tick()
-    old = timezone.now() - timedelta(seconds=settings.GPUQ_LEASE_SECONDS + 5)
-    Job.objects.filter(pk__in=[j.pk for j in jobs]).update(heartbeat_at=old)
+    old = timezone.now() - timedelta(seconds=settings.GPUQ_DISPATCH_TIMEOUT_SECONDS + 5)
+    Attempt.objects.filter(job__in=jobs).update(dispatched_at=old)
     assert reap() == 3
     assert [(j.status, j.attempt, j.batch_role) for j in fresh(*jobs)] == [(Status.PENDING, 2, "")] * 3
     assert not Allocation.objects.active().exists()

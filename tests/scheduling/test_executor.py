@@ -13,7 +13,7 @@ from scheduling.services import job_cancel
 from scheduling.states import Status
 from tests.conftest import wait_for
 from tests.factories import make_job
-from tests.scheduling.helpers import PY, dispatch, run_in_thread
+from tests.scheduling.helpers import PY, dispatch, run_in_thread, running_attempt
 
 
 def history(job):
@@ -121,11 +121,7 @@ def test_cancelling_a_running_job_stops_its_process_group_and_frees_its_gpu(
     )
     job = dispatch(make_job(alice, argv=[PY, "-c", code]))
     thread, result = run_in_thread(job)
-    job = wait_for(
-        lambda: Job.objects.filter(pk=job.pk, status=Status.RUNNING, pid__isnull=False).first(),
-        message="the job to run",
-    )
-    pgid = job.pid
+    pgid = wait_for(lambda: running_attempt(job.pk), message="the job to run").pid
     time.sleep(0.3)  # let the grandchild start
     asked = time.monotonic()
     job_cancel(job=job, user=alice)
@@ -158,15 +154,12 @@ def test_an_attempt_that_lost_its_lease_stops_and_records_nothing(alice, node, s
     settings.GPUQ_KILL_GRACE_SECONDS = 0.5
     job = dispatch(make_job(alice, argv=["sleep", "600"]))
     thread, result = run_in_thread(job)
-    job = wait_for(
-        lambda: Job.objects.filter(pk=job.pk, status=Status.RUNNING, pid__isnull=False).first(),
-        message="the job to run",
-    )
+    pid = wait_for(lambda: running_attempt(job.pk), message="the job to run").pid
     # Someone else (the reaper, say) took the job over: its token changed.
     Job.objects.filter(pk=job.pk).update(lease_token="another-attempt")
     thread.join(timeout=10)
     assert result == ["lease lost"]
-    assert not procs.group_alive(job.pid)
+    assert not procs.group_alive(pid)
     job.refresh_from_db()
     assert job.status == Status.RUNNING  # the new owner decides, not this attempt
     assert os.path.exists(job.log_path)

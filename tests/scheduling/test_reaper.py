@@ -7,19 +7,31 @@ from django.utils import timezone
 
 from gpus.models import Allocation
 from scheduling import procs
-from scheduling.models import Job
+from scheduling.models import Attempt, Job
 from scheduling.reaper import reap, reconcile_node
 from scheduling.states import Status
+from scheduling.transitions import transition
 from tests.factories import make_job
 from tests.scheduling.helpers import dispatch
 
 
-def go_stale(job, seconds=60):
-    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+def go_stale(job, seconds=60, **fields):
+    """Make the job's open attempt look claimed and silent for `seconds` (and set more of its fields)."""
+    long_ago = timezone.now() - timedelta(seconds=seconds)
+    Attempt.objects.filter(job=job, ended_at__isnull=True).update(
+        started_at=long_ago, heartbeat_at=long_ago, **fields
+    )
+
+
+def run_it(job, **fields):
+    """The dispatched job as its executor would leave it once running (without running anything)."""
+    transition(job, Status.RUNNING, token=job.lease_token, lease=fields)
+    job.refresh_from_db()
+    return job
 
 
 def test_a_stale_job_is_requeued_with_its_gpus_freed(alice, node):
-    job = dispatch(make_job(alice, max_attempts=3))
+    job = run_it(dispatch(make_job(alice, max_attempts=3)))
     go_stale(job)
     assert reap() == 1
     job.refresh_from_db()
@@ -36,7 +48,7 @@ def test_a_fresh_job_is_left_alone(alice, node):
 
 
 def test_a_stale_job_with_no_attempts_left_fails(alice, node):
-    job = dispatch(make_job(alice, max_attempts=1))
+    job = run_it(dispatch(make_job(alice, max_attempts=1)))
     go_stale(job)
     reap()
     job.refresh_from_db()
@@ -46,40 +58,44 @@ def test_a_stale_job_with_no_attempts_left_fails(alice, node):
 
 
 def test_a_stale_job_whose_cancel_was_requested_ends_cancelled(alice, node):
-    job = dispatch(make_job(alice))
+    job = run_it(dispatch(make_job(alice)))
     Job.objects.filter(pk=job.pk).update(stop_request="cancel", stop_requested_at=timezone.now())
     go_stale(job)
     reap()
     assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
 
 
-def test_the_old_process_is_killed_before_the_job_is_requeued(alice, node):
-    job = dispatch(make_job(alice))
+def test_the_owning_node_kills_the_old_process_after_claiming_and_before_freeing_the_gpus(alice, node):
+    job = run_it(dispatch(make_job(alice)))
     orphan = subprocess.Popen(["sleep", "600"], start_new_session=True)
-    Job.objects.filter(pk=job.pk).update(
-        status=Status.RUNNING,
-        pid=orphan.pid,
-        pid_start_time=procs.start_time(orphan.pid),
-        boot_id=procs.boot_id(),
-    )
-    job.refresh_from_db()
-    go_stale(job)
-    reap()
-    assert orphan.wait(timeout=5) is not None
+    go_stale(job, pid=orphan.pid, pid_start_time=procs.start_time(orphan.pid), boot_id=procs.boot_id())
+    assert reap(node_name=node.name) == 1
+    assert orphan.wait(timeout=5) == -9  # SIGKILL at once: no grace wait inside the node's loop
     assert Job.objects.get(pk=job.pk).status == Status.PENDING
+
+
+def test_another_node_never_touches_the_process_it_only_judges_the_heartbeat(alice, node):
+    job = run_it(dispatch(make_job(alice)))
+    bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        go_stale(
+            job, pid=bystander.pid, pid_start_time=procs.start_time(bystander.pid), boot_id=procs.boot_id()
+        )
+        assert reap(node_name="some-other-node") == 1
+        assert bystander.poll() is None
+        assert Job.objects.get(pk=job.pk).status == Status.PENDING
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_a_recycled_pid_is_never_killed(alice, node):
     bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
-        job = dispatch(make_job(alice))
+        job = run_it(dispatch(make_job(alice)))
         # Same pid, but a different start time: another process now owns that number.
-        Job.objects.filter(pk=job.pk).update(
-            status=Status.RUNNING, pid=bystander.pid, pid_start_time="1", boot_id=procs.boot_id()
-        )
-        job.refresh_from_db()
-        go_stale(job)
-        reap()
+        go_stale(job, pid=bystander.pid, pid_start_time="1", boot_id=procs.boot_id())
+        reap(node_name=node.name)
         assert bystander.poll() is None
         assert Job.objects.get(pk=job.pk).status == Status.PENDING
     finally:
@@ -88,7 +104,7 @@ def test_a_recycled_pid_is_never_killed(alice, node):
 
 
 def test_reconcile_at_node_start_requeues_jobs_whose_process_is_gone(alice, node):
-    job = dispatch(make_job(alice))  # heartbeat is fresh, but no executor of this node runs yet
+    job = run_it(dispatch(make_job(alice)))  # heartbeat is fresh, but no executor of this node runs yet
     assert reconcile_node(node.name) == 1
     job.refresh_from_db()
     assert (job.status, job.attempt) == (Status.PENDING, 2)
@@ -99,13 +115,7 @@ def test_reconcile_leaves_a_live_heartbeating_process_alone(alice, node):
     survivor = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
         job = dispatch(make_job(alice))
-        Job.objects.filter(pk=job.pk).update(
-            status=Status.RUNNING,
-            pid=survivor.pid,
-            pid_start_time=procs.start_time(survivor.pid),
-            boot_id=procs.boot_id(),
-            heartbeat_at=timezone.now(),
-        )
+        run_it(job, pid=survivor.pid, pid_start_time=procs.start_time(survivor.pid), boot_id=procs.boot_id())
         assert reconcile_node(node.name) == 0
         assert Job.objects.get(pk=job.pk).status == Status.RUNNING
         assert survivor.poll() is None
