@@ -42,10 +42,11 @@ def job_leader_pids(node) -> set[int]:
     recycled pid of someone else never counts)."""
     from scheduling import procs
     from scheduling.models import Attempt
+    from scheduling.states import HOLDS_GPUS
 
-    rows = Attempt.objects.filter(node=node, ended_at__isnull=True, pid__isnull=False).values_list(
-        "pid", "pid_start_time", "boot_id"
-    )
+    rows = Attempt.objects.filter(
+        node=node, ended_at__isnull=True, pid__isnull=False, job__status__in=HOLDS_GPUS
+    ).values_list("pid", "pid_start_time", "boot_id")
     return {pid for pid, started, boot in rows if procs.is_same_process(pid, started, boot)}
 
 

@@ -93,18 +93,27 @@ def _record_attempt(job, from_status, to, token, updates, reason, lease) -> None
         Attempt.objects.create(
             job_id=job.pk,
             number=updates.get("attempt", job.attempt),
-            node=updates["node"],
-            gpu_indices=updates["gpu_indices"],
-            lease_token=updates["lease_token"],
+            node=updates.get("node", job.node),
+            gpu_indices=updates.get("gpu_indices", job.gpu_indices),
+            lease_token=updates.get("lease_token", job.lease_token),
             dispatched_at=Now(),
             **lease,
         )
     elif from_status == Status.DISPATCHED and to == Status.RUNNING:
-        claimed = open_rows.filter(lease_token=token or job.lease_token, started_at__isnull=True).update(
-            started_at=Now(), heartbeat_at=Now(), **lease
-        )
-        if claimed != 1:
-            raise TransitionConflict(f"job {job.pk}: its attempt was taken over before it was claimed")
+        # The job's compare-and-set above already proved the token current (a take-over changes both
+        # rows in one transaction); a job dispatched without a row (made by hand) gets one now.
+        token = token or job.lease_token
+        if not open_rows.filter(lease_token=token).update(started_at=Now(), heartbeat_at=Now(), **lease):
+            Attempt.objects.create(
+                job_id=job.pk,
+                number=updates.get("attempt", job.attempt),
+                node=job.node,
+                gpu_indices=job.gpu_indices,
+                lease_token=token,
+                started_at=Now(),
+                heartbeat_at=Now(),
+                **lease,
+            )
 
 
 def record_creation(job: Job, *, by=None, reason: str = "submitted") -> None:
