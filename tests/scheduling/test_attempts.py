@@ -1,0 +1,195 @@
+"""Attempts and leases under real faults, with the executor running in this process (real child
+processes, real signals, a real full device); the database faults are made where the executor meets
+them."""
+
+import os
+import sqlite3
+import threading
+import time
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from gpus.models import Allocation
+from scheduling import executor, procs, tick
+from scheduling.models import Attempt
+from scheduling.reaper import reap
+from scheduling.states import Status
+from tests.conftest import wait_for
+from tests.factories import make_job
+from tests.scheduling.helpers import PY, dispatch, run_in_thread, running_attempt
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def waits_for(marker, runs):
+    """A job that records each run, then waits until `marker` exists."""
+    code = (
+        "import os, sys, time; open(sys.argv[2], 'a').write('run\\n'); "
+        "[time.sleep(0.05) for _ in iter(lambda: os.path.exists(sys.argv[1]), True)]"
+    )
+    return [PY, "-c", code, str(marker), str(runs)]
+
+
+def attempts_of(job):
+    return [(a.number, a.outcome, a.reason) for a in Attempt.objects.filter(job=job).order_by("id")]
+
+
+def test_a_completed_job_is_recorded_after_a_transient_error_on_its_final_write(
+    alice, node, tmp_path, monkeypatch
+):
+    runs = tmp_path / "runs"
+    job = dispatch(make_job(alice, argv=[PY, "-c", f"open({str(runs)!r}, 'a').write('run\\n')"]))
+    real, failures = executor.transition, []
+
+    def flaky(job, to, **kwargs):
+        if to == Status.COMPLETED and not failures:
+            failures.append(to)
+            raise OperationalError("database is locked")
+        return real(job, to, **kwargs)
+
+    monkeypatch.setattr(executor, "transition", flaky)
+    assert executor.run_job(job.pk, job.lease_token) == "completed"
+    assert failures == [Status.COMPLETED]
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.faults) == (Status.COMPLETED, 1, 0)
+    assert attempts_of(job) == [(1, Status.COMPLETED, "exit code 0")]
+    assert reap() == 0
+    assert runs.read_text() == "run\n"
+    assert not Allocation.objects.active().exists()
+
+
+def test_a_lost_dispatch_is_requeued_without_counting_a_fault(alice, node, settings, tmp_path):
+    marker = tmp_path / "ran"
+    job = dispatch(make_job(alice, argv=["touch", str(marker)], max_attempts=1))
+    token = job.lease_token
+    long_ago = timezone.now() - timedelta(seconds=settings.GPUQ_DISPATCH_TIMEOUT_SECONDS + 1)
+    Attempt.objects.filter(job=job).update(dispatched_at=long_ago)
+    assert reap() == 1
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.faults) in [
+        (Status.PENDING, 2, 0),
+        (Status.DISPATCHED, 2, 0),  # the tick the requeue asked for placed it again
+    ]
+    (number, outcome, reason), *_ = attempts_of(job)
+    assert (number, outcome) == (1, Status.PENDING) and reason.startswith("dispatch lost")
+    assert executor.run_job(job.pk, token) == "skipped"  # the lost task, delivered late, runs nothing
+    assert not marker.exists()
+
+
+def test_a_late_heartbeat_is_left_to_its_executor_not_killed_by_the_reaper(alice, node, settings, tmp_path):
+    marker, runs = tmp_path / "go", tmp_path / "runs"
+    job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
+    thread, result = run_in_thread(job)
+    attempt = wait_for(lambda: running_attempt(job.pk), message="the job to run")
+    wait_for(runs.exists, message="the job to start its work")
+    # Its heartbeat is late by more than a lease, but the executor has not had time to fence and stop
+    # the job: the reaper must neither stop it nor take it over.
+    late = timezone.now() - timedelta(seconds=settings.GPUQ_LEASE_SECONDS + 0.5)
+    Attempt.objects.filter(pk=attempt.pk).update(heartbeat_at=late)
+    assert reap(node_name=node.name) == 0
+    assert procs.group_alive(attempt.pid)
+    marker.touch()
+    thread.join(timeout=30)
+    assert result == ["completed"]
+    assert attempts_of(job) == [(1, Status.COMPLETED, "exit code 0")]
+    assert runs.read_text() == "run\n"
+
+
+def test_heartbeats_carry_the_databases_clock_not_the_machines(alice, node, tmp_path, monkeypatch):
+    marker, runs = tmp_path / "go", tmp_path / "runs"
+    slow = SimpleNamespace(now=lambda: timezone.now() - timedelta(seconds=120))  # a machine 2 min behind
+    monkeypatch.setattr(executor, "timezone", slow)
+    job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
+    thread, result = run_in_thread(job)
+    attempt = wait_for(lambda: running_attempt(job.pk), message="the job to run")
+    seen = attempt.heartbeat_at
+    wait_for(
+        lambda: Attempt.objects.get(pk=attempt.pk).heartbeat_at > seen, message="a heartbeat after the claim"
+    )
+    assert reap() == 0  # another node, with a right clock, sees a live lease
+    marker.touch()
+    thread.join(timeout=30)
+    assert result == ["completed"]
+    assert runs.read_text() == "run\n"
+
+
+def test_a_job_killed_by_sigkill_after_its_grace_records_the_signal(alice, node, settings):
+    settings.GPUQ_KILL_GRACE_SECONDS = 0.5
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    job = dispatch(make_job(alice, argv=[PY, "-c", code], time_limit_seconds=1, max_attempts=1))
+    assert executor.run_job(job.pk, job.lease_token) == "failed"
+    job.refresh_from_db()
+    assert job.exit_code == -9
+    attempt = Attempt.objects.get(job=job)
+    assert (attempt.exit_code, attempt.exit_signal, attempt.outcome) == (None, 9, Status.FAILED)
+
+
+def test_a_full_log_disk_fails_the_attempt_at_once_with_the_reason(alice, node, settings):
+    job = dispatch(make_job(alice, argv=["true"]))
+    settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
+    # /dev/full: every write fails with ENOSPC, as on a full disk.
+    os.symlink("/dev/full", settings.GPUQ_LOG_DIR / f"job-{job.pk}.log")
+    assert executor.run_job(job.pk, job.lease_token) == "failed"
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert "No space left on device" in job.error
+    ((number, outcome, reason),) = attempts_of(job)
+    assert (number, outcome) == (1, Status.FAILED) and "No space left on device" in reason
+    assert not Allocation.objects.active().exists()
+
+
+def test_a_database_that_stops_answering_gets_the_job_stopped_before_its_lease_can_be_taken(
+    alice, node, tmp_path, monkeypatch
+):
+    marker, runs = tmp_path / "go", tmp_path / "runs"
+    job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
+    hang, real = threading.Event(), executor.Execution._heartbeat
+
+    def silent(self):
+        if runs.exists():  # the job is at work: from now on the database never answers
+            hang.wait(60)
+        return real(self)
+
+    monkeypatch.setattr(executor.Execution, "_heartbeat", silent)
+    thread, result = run_in_thread(job)
+    attempt = wait_for(lambda: running_attempt(job.pk), message="the job to run")
+    wait_for(lambda: not procs.group_alive(attempt.pid), timeout=30, message="the job to be stopped")
+    assert reap() == 0  # stopped while its lease still stands: nobody could have started it again
+    assert Attempt.objects.get(pk=attempt.pk).ended_at is None
+    hang.set()
+    thread.join(timeout=30)
+    assert result == ["lease lost"]
+
+
+def test_a_tick_that_waited_for_the_lock_starts_the_lease_when_it_dispatches(alice, node, settings):
+    job = make_job(alice, argv=["true"], max_attempts=1)
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        holder = sqlite3.connect(db["NAME"], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        holder = psycopg.connect(
+            dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"], autocommit=True
+        )
+        holder.execute("SELECT pg_advisory_lock(%s)", [tick._ADVISORY_LOCK_KEY])
+    ticked = threading.Thread(target=lambda: (tick.tick(), connection.close()))
+    try:
+        ticked.start()
+        held_since = time.monotonic()
+        # Hold the tick lock for longer than a lease while the tick waits for it.
+        wait_for(lambda: time.monotonic() - held_since > settings.GPUQ_LEASE_SECONDS + 1, timeout=30)
+    finally:
+        holder.execute("COMMIT" if connection.vendor == "sqlite" else "SELECT pg_advisory_unlock_all()")
+        holder.close()
+    ticked.join(timeout=30)
+    job.refresh_from_db()
+    assert job.status == Status.DISPATCHED
+    assert reap() == 0  # its lease starts when its executor claims it, not at the tick's old `now`
+    job.refresh_from_db()
+    assert (job.status, job.faults) == (Status.DISPATCHED, 0)

@@ -1,0 +1,43 @@
+"""Lease margins: derived from the settings, and a configuration that allows an overlap is refused."""
+
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from scheduling import leases
+from tests.conftest import child_env
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "lease", "grace", "margin", "refused"),
+    [
+        (2, 20, 10, 5, None),
+        (0.2, 2, 2, 1.5, None),
+        (2, 20, 10, 1, "GPUQ_LEASE_MARGIN_SECONDS"),  # gone by 31 s, taken over at 31 s: overlap
+        (2, 20, 10, 0, "GPUQ_LEASE_MARGIN_SECONDS"),
+        (2, 3, 10, 5, "GPUQ_LEASE_SECONDS"),  # a lease shorter than two heartbeats
+    ],
+)
+def test_margins_are_checked(heartbeat, lease, grace, margin, refused):
+    if refused:
+        with pytest.raises(leases.OverlapError, match=refused):
+            leases.check(heartbeat=heartbeat, lease=lease, grace=grace, margin=margin)
+        return
+    margins = leases.check(heartbeat=heartbeat, lease=lease, grace=grace, margin=margin)
+    assert margins.fence_after == lease
+    assert margins.fence_after + grace < margins.gone_by < margins.reap_after == lease + grace + margin
+
+
+def test_a_configuration_that_allows_an_overlap_is_refused_at_start(db):
+    env = child_env(GPUQ_LEASE_SECONDS="20", GPUQ_KILL_GRACE_SECONDS="10", GPUQ_LEASE_MARGIN_SECONDS="0.5")
+    done = subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "GPUQ_LEASE_MARGIN_SECONDS (0.5) must exceed 1 s" in done.stderr
