@@ -112,7 +112,8 @@ def until_recorded(what: str, write):
     """Run the database write `write()` until the database answers: database errors are retried with
     backoff, logged once per outage. Other errors, TransitionConflict included, propagate: the database
     answered."""
-    outage = Outage(what, log)
+    # Retried every heartbeat at most: well inside the take-over time the reaper waits after an outage.
+    outage = Outage(what, log, last=settings.GPUQ_HEARTBEAT_SECONDS)
     while True:
         try:
             result = write()

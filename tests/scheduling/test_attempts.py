@@ -2,6 +2,7 @@
 processes, real signals, a real full device); the database faults are made where the executor meets
 them."""
 
+import logging
 import os
 import sqlite3
 import threading
@@ -10,6 +11,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.conf import settings
 from django.db import OperationalError, connection
 from django.utils import timezone
 
@@ -23,6 +25,7 @@ from tests.factories import make_job
 from tests.scheduling.helpers import PY, dispatch, run_in_thread, running_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
+ON_POSTGRESQL = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
 def waits_for(marker, runs):
@@ -193,3 +196,47 @@ def test_a_tick_that_waited_for_the_lock_starts_the_lease_when_it_dispatches(ali
     assert reap() == 0  # its lease starts when its executor claims it, not at the tick's old `now`
     job.refresh_from_db()
     assert (job.status, job.faults) == (Status.DISPATCHED, 0)
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.skipif(
+    "os.environ.get('DATABASE_URL', '').startswith('sqlite') or not os.environ.get('DATABASE_URL')"
+)
+def test_a_dropped_connection_does_not_kill_a_healthy_job(alice, node, tmp_path):
+    """pg_terminate_backend of the executor's connection: it reconnects, logs the outage once, and the
+    job runs to its end (PostgreSQL only: CI runs this file on both databases)."""
+    marker, runs = tmp_path / "go", tmp_path / "runs"
+    job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
+    collect = Collect()
+    logging.getLogger("gpuq.executor").addHandler(collect)
+    try:
+        thread, result = run_in_thread(job)
+        attempt = wait_for(lambda: running_attempt(job.pk), message="the job to run")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            cursor.execute("SELECT now()")
+            (killed_at,) = cursor.fetchone()
+        wait_for(
+            lambda: Attempt.objects.get(pk=attempt.pk).heartbeat_at > killed_at,
+            timeout=30,
+            message="a heartbeat on a new connection",
+        )
+        marker.touch()
+        thread.join(timeout=30)
+    finally:
+        logging.getLogger("gpuq.executor").removeHandler(collect)
+    assert result == ["completed"]
+    assert attempts_of(job) == [(1, Status.COMPLETED, "exit code 0")]
+    assert len([m for m in collect.messages if "database unreachable" in m]) <= 1
+    assert not [m for m in collect.messages if "lost its lease" in m]
