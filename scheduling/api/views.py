@@ -30,7 +30,7 @@ class JobListCreate(APIView):
         responses=JobOut(many=True),
     )
     def get(self, request):
-        jobs = selectors.visible_jobs(request.user).order_by("-id")
+        jobs = selectors.visible_jobs(request.user).prefetch_related("depends_on").order_by("-id")
         statuses = [s for value in request.query_params.getlist("status") for s in value.split(",") if s]
         unknown = sorted(set(statuses) - set(Status.values))
         if unknown:
