@@ -41,6 +41,12 @@ def _facts(user) -> tuple[str, object]:
     return facts
 
 
+def forget(user) -> None:
+    """Drop what `_facts` kept on this user object, so the next check reads the level and team again
+    (for long-lived objects such as a websocket's user)."""
+    user.__dict__.pop("_gpuq_facts", None)
+
+
 def level_of(user) -> str:
     return _facts(user)[0]
 

@@ -192,3 +192,16 @@ def test_listing_jobs_checks_permissions_without_a_query_per_job(alice, bob, tea
     few = _queries(client, url)
     add_jobs(8)
     assert _queries(client, url) == few
+
+
+def test_a_users_level_is_read_once_per_user_object_until_forgotten(alice):
+    from accounts.permissions import forget, level_of
+
+    assert level_of(alice) == Level.RESEARCHER
+    alice.profile.level = Level.LEAD
+    alice.profile.save()
+    with CaptureQueriesContext(connection) as queries:
+        assert level_of(alice) == Level.RESEARCHER  # kept: no query per check
+    assert len(queries) == 0
+    forget(alice)
+    assert level_of(alice) == Level.LEAD
