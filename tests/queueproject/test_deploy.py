@@ -22,8 +22,9 @@ from tests.e2e.conftest import free_port, stop
 HTTPS_SETTINGS = ["SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"]
 
 
-def production_env() -> dict[str, str]:
-    """The environment block of README.md's *Production*, its one placeholder (the key) filled with a new key."""
+def production_env(*, fill_key: bool = True) -> dict[str, str]:
+    """The environment block of README.md's *Production*, its one placeholder (the key) filled with a new
+    key unless `fill_key` is false."""
     text = (settings.BASE_DIR / "README.md").read_text()
     block = re.search(r"<!-- production-env -->\s*```sh\n(.*?)```\s*<!-- /production-env -->", text, re.S)
     assert block, "README.md has no production-env block"
@@ -34,7 +35,8 @@ def production_env() -> dict[str, str]:
             assert equals and re.fullmatch(r"[A-Z][A-Z0-9_]*", name), f"not NAME=value: {line!r}"
             env[name] = value
     assert [name for name, value in env.items() if value.startswith("<")] == ["SECRET_KEY"]
-    env["SECRET_KEY"] = secrets.token_urlsafe(50)
+    if fill_key:
+        env["SECRET_KEY"] = secrets.token_urlsafe(50)
     return env
 
 
@@ -70,6 +72,13 @@ def test_check_deploy_fails_without_the_https_settings():
     assert result.returncode != 0
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr, result.stderr
+
+
+def test_the_readme_placeholder_key_is_refused():
+    """Copied without making a key, the README's block stops gpuq instead of running on a public key."""
+    result = check_deploy(production_env(fill_key=False))
+    assert result.returncode != 0
+    assert "SECRET_KEY is shorter than 50 characters" in result.stderr, result.stderr
 
 
 def cookie(response: httpx.Response, name: str):
