@@ -25,6 +25,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+from django.db import connections
 from django.utils.crypto import constant_time_compare
 
 from scheduling.events import for_receiver
@@ -102,6 +103,12 @@ class Relay:
         await self.ready.wait()
 
     async def _run(self) -> None:
+        try:
+            await self._relay()
+        finally:  # stopped: close this task's database connection now, not when it is collected
+            await database_sync_to_async(connections.close_all)()
+
+    async def _relay(self) -> None:
         layer = get_channel_layer()
         while True:  # the database may be busy or away at start: consumers wait until it answers
             try:
