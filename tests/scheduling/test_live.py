@@ -260,3 +260,45 @@ def test_changing_the_password_closes_the_sockets_of_older_sessions(bob, setting
 
     run(scenario)
     assert got["code"] == 4401
+
+
+def test_visibility_is_asked_once_per_batch_for_new_jobs_only(alice, bob, monkeypatch):
+    """A tick writes many events in one transaction: the relay hands them on as one batch and each
+    socket asks once about the jobs it has not asked about yet, then not again for their later events."""
+    from django.db import transaction
+
+    from scheduling import live
+
+    asked = []
+
+    def counting(user, job_ids):
+        asked.append(set(job_ids))
+        return readable(user, job_ids)
+
+    readable = live._readable
+    monkeypatch.setattr(live, "_readable", counting)
+    jobs = [make_job(alice, status=Status.RUNNING) for _ in range(3)]
+    mine = make_job(bob, status=Status.RUNNING)
+    client = logged_in(bob)
+    got = []
+
+    def burst(fraction: float):
+        with transaction.atomic():
+            for step in range(10):
+                for job in [*jobs, mine]:
+                    emit_progress(job.pk, {"fraction": fraction, "step": step})
+            emit_node("n1", drained=True)
+
+    async def scenario():
+        theirs = socket(client)
+        await opened(theirs)
+        await db(burst)(0.5)
+        got.append(await until_node(theirs))
+        await db(burst)(0.6)
+        got.append(await until_node(theirs))
+        await theirs.disconnect()
+
+    run(scenario)
+    assert asked == [{job.pk for job in jobs} | {mine.pk}]
+    for batch in got:
+        assert [e["job"] for e in batch] == [mine.pk] * 10 + [None]
