@@ -150,10 +150,11 @@ def test_a_database_that_stops_answering_gets_the_job_stopped_before_its_lease_c
 ):
     marker, runs = tmp_path / "go", tmp_path / "runs"
     job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
-    hang, real = threading.Event(), executor.Execution._heartbeat
+    hang, real, calls = threading.Event(), executor.Execution._heartbeat, []
 
     def silent(self):
-        if runs.exists():  # the job is at work: from now on the database never answers
+        calls.append(self)
+        if len(calls) > 1 and runs.exists():  # recorded and at work: the database never answers again
             hang.wait(60)
         return real(self)
 
