@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,6 +157,37 @@ class Fence(threading.Thread):
                 )
                 procs.stop_group(self.pgid, settings.GPUQ_KILL_GRACE_SECONDS, poll=self.poll)
                 return
+
+
+def outcome_file(job_id: int, token: str) -> Path:
+    return job_dir(job_id) / f"outcome-{token}.json"
+
+
+def keep_outcome(job_id: int, token: str, outcome: Outcome) -> Path:
+    """Keep the outcome on the node's disk until the database has it: if this executor dies meanwhile
+    (its node is stopped during a database outage), the node records it when it starts again
+    (scheduling.reaper.reconcile_node) instead of running the job again. Best effort: a disk that
+    cannot take it leaves the outcome in memory only."""
+    path = outcome_file(job_id, token)
+    try:
+        path.write_text(json.dumps(asdict(outcome), default=str))
+    except OSError as error:
+        log.warning("job %s: could not keep the outcome on disk (%s)", job_id, error)
+    return path
+
+
+def record_kept_outcome(job: Job, token: str) -> str | None:
+    """Record an outcome an executor kept on this node's disk and could not record (it died while the
+    database was away): the recorded status, or None when there is none or the attempt moved on."""
+    path = outcome_file(job.pk, token)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    outcome = Outcome(**{**data, "status": Status(data["status"])})
+    log.warning("job %s: recording the outcome its executor kept on disk (%s)", job.pk, outcome.status)
+    result = Execution(job, token)._finish(outcome)
+    return None if result == "lease lost" else result
 
 
 class Execution:
@@ -383,6 +414,7 @@ class Execution:
         take-over time after an outage before judging anyone's lease, see gpuq_node)."""
         if self.lease_lost:
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
+        kept = keep_outcome(self.job.pk, self.token, outcome)
         try:
             recorded = until_recorded(
                 f"job {self.job.pk}: outcome {outcome.status}",
@@ -390,6 +422,8 @@ class Execution:
             )
         except (TransitionConflict, InvalidTransition):
             recorded = None
+        finally:
+            kept.unlink(missing_ok=True)
         if recorded is None:
             log.warning(
                 "job %s: outcome %s not recorded: the lease changed hands", self.job.pk, outcome.status

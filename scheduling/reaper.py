@@ -57,8 +57,10 @@ def reconcile_node(node_name: str, *, executors_gone: bool = False) -> int:
     At start-up (`executors_gone=False`) no executor of this node process runs yet, but one of an earlier
     cluster may have outlived it: an attempt whose process is alive with a fresh heartbeat is left to
     finish; a process recorded under another boot id died with that boot. A dispatched attempt not yet
-    claimed is requeued without counting a fault. At shutdown (`executors_gone=True`) the node has just
-    stopped its own cluster, so every attempt is taken over now rather than one lease later.
+    claimed is requeued without counting a fault. An attempt whose executor kept an outcome on disk (it
+    died during a database outage, after its job ended) gets that outcome recorded instead. At shutdown
+    (`executors_gone=True`) the node has just stopped its own cluster, so every attempt is taken over now
+    rather than one lease later.
     """
     taken = 0
     reason = "node stopped" if executors_gone else "node restarted: its executor is gone"
@@ -68,7 +70,11 @@ def reconcile_node(node_name: str, *, executors_gone: bool = False) -> int:
         alive = procs.is_same_process(attempt.pid, attempt.pid_start_time, attempt.boot_id)
         if not executors_gone and alive and attempt.pk in fresh:
             continue
-        claimed = attempt.started_at is not None
+        if claimed := attempt.started_at is not None:
+            from scheduling.executor import record_kept_outcome
+
+            if not alive and record_kept_outcome(attempt.job, attempt.lease_token):
+                continue  # the job had ended; its executor died before the database was back
         taken += take_over(attempt, reason=reason, own=True, fault=claimed)
     return taken
 

@@ -12,6 +12,7 @@ from scheduling import leases
 from scheduling.models import Attempt, Job
 from scheduling.states import Status
 from tests.conftest import wait_for
+from tests.e2e.conftest import stop
 from tests.factories import make_job
 from tests.scheduling.helpers import running_attempt
 from tests.scheduling.test_attempts import waits_for
@@ -70,3 +71,31 @@ def test_a_job_that_completes_during_an_outage_is_recorded_when_the_database_is_
     assert runs.read_text() == "run\n"
     assert [(a.number, a.outcome) for a in Attempt.objects.filter(job=job)] == [(1, Status.COMPLETED)]
     assert Job.objects.get(pk=job.pk).faults == 0
+
+
+def test_an_outcome_kept_on_disk_is_recorded_when_its_node_starts_again_after_the_outage(
+    root, start_node, tmp_path
+):
+    node = start_node()
+    marker, runs = tmp_path / "go", tmp_path / "runs"
+    job = make_job(root, argv=waits_for(marker, runs))
+    from scheduling.transitions import record_creation
+
+    record_creation(job)
+    attempt = wait_for(lambda: running_attempt(job.pk), timeout=30, message="the job to run")
+    wait_for(runs.exists, timeout=30, message="the job to start its work")
+    kept = tmp_path / "jobs" / str(job.pk) / f"outcome-{attempt.lease_token}.json"
+    connection.close()
+    allow_connections(False)
+    try:
+        marker.touch()  # the job finishes while nobody can reach the database ...
+        wait_for(kept.exists, timeout=30, message="the executor to keep the outcome on disk")
+        stop(node)  # ... and its node is stopped before the database is back: the executor dies
+        assert kept.exists()
+    finally:
+        allow_connections(True)
+    start_node()
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == Status.COMPLETED, timeout=60, message="the outcome")
+    assert runs.read_text() == "run\n"
+    assert [(a.number, a.outcome) for a in Attempt.objects.filter(job=job)] == [(1, Status.COMPLETED)]
+    wait_for(lambda: not kept.exists(), message="the kept outcome to be dropped once recorded")

@@ -18,8 +18,9 @@ from django.utils import timezone
 from gpus.models import Allocation
 from scheduling import executor, procs, tick
 from scheduling.models import Attempt
-from scheduling.reaper import reap
+from scheduling.reaper import reap, reconcile_node
 from scheduling.states import Status
+from scheduling.transitions import transition
 from tests.conftest import wait_for
 from tests.factories import make_job
 from tests.scheduling.helpers import PY, dispatch, run_in_thread, running_attempt
@@ -241,3 +242,18 @@ def test_a_dropped_connection_does_not_kill_a_healthy_job(alice, node, tmp_path)
     assert attempts_of(job) == [(1, Status.COMPLETED, "exit code 0")]
     assert len([m for m in collect.messages if "database unreachable" in m]) <= 1
     assert not [m for m in collect.messages if "lost its lease" in m]
+
+
+def test_an_outcome_kept_on_disk_is_recorded_at_node_start_instead_of_a_rerun(alice, node):
+    job = dispatch(make_job(alice, argv=["true"]))
+    transition(job, Status.RUNNING, token=job.lease_token, lease={"boot_id": procs.boot_id()})
+    # Its executor saw the job exit 0, kept the outcome and died before the database came back.
+    executor.job_dir(job.pk).mkdir(parents=True)
+    executor.keep_outcome(
+        job.pk, job.lease_token, executor.Outcome(Status.COMPLETED, "exit code 0", exit_code=0)
+    )
+    assert reconcile_node(node.name) == 0
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.faults) == (Status.COMPLETED, 1, 0)
+    assert attempts_of(job) == [(1, Status.COMPLETED, "exit code 0")]
+    assert not executor.outcome_file(job.pk, job.lease_token).exists()
