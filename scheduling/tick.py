@@ -22,20 +22,30 @@ _ADVISORY_LOCK_KEY = 0x67707571  # "gpuq"
 _CHUNK = 2000
 
 
-def _lock() -> None:
-    """Serialise ticks across processes and machines for the rest of this transaction.
+def _lock(*, wait: bool = True) -> bool:
+    """Serialise ticks across processes and machines for the rest of this transaction. Returns False
+    (without waiting) when `wait` is false and another tick holds the lock.
 
     PostgreSQL: a transaction-level advisory lock. SQLite: the IMMEDIATE transaction already holds the
     database's single write lock.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        if not wait:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
+            return bool(cursor.fetchone()[0])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
+    return True
 
 
-def tick(now: datetime | None = None) -> planner.Plan:
+def tick(now: datetime | None = None, *, wait: bool = True) -> planner.Plan | None:
+    """Plan and apply. With `wait=False` (a node's periodic tick) a tick already running elsewhere is
+    left to do the work, and None is returned: a node loop never waits behind another node's tick (a
+    frozen node's, say)."""
     with events.ticking(), transaction.atomic():
-        _lock()
+        if not _lock(wait=wait):
+            return None
         # Taken once the lock is held: a tick that waited for another must not plan in the past.
         now = now or timezone.now()
         _release_scheduled(now)

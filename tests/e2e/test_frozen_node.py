@@ -7,12 +7,14 @@ import os
 import signal
 import sys
 
+import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from gpus.models import Node, NodeStatus
 from gpus.services import nodes_mark_offline
-from scheduling import leases, procs
+from scheduling import leases, procs, tick
 from scheduling.models import Attempt, Event, Job
 from scheduling.states import Status
 from scheduling.transitions import record_creation
@@ -80,7 +82,7 @@ def test_a_frozen_node_is_taken_over_without_stalling_the_other_and_resumes_harm
     )
     assert list(Attempt.objects.filter(job=job).values_list("number", "ended_at")) == [(1, None)]
 
-    mark = Event.objects.order_by("-id").values_list("id", flat=True).first()
+    mark = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     frozen = descendant_groups(first.pid) | {first.pid}
     for pgid in frozen:  # the node, its cluster, its executor and its job, all at once
         procs.signal_group(pgid, signal.SIGSTOP)
@@ -99,7 +101,7 @@ def test_a_frozen_node_is_taken_over_without_stalling_the_other_and_resumes_harm
     # Resumed: first's executor finds its lease gone and stops the old process; first's loop comes back
     # online and marks no healthy node offline.
     wait_for(lambda: not procs.group_alive(attempt.pid), timeout=30, message="the old process to stop")
-    resumed = Event.objects.order_by("-id").values_list("id", flat=True).first()
+    resumed = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     wait_for(
         lambda: Node.objects.get(name="first").status == NodeStatus.ONLINE, timeout=30, message="first back"
     )
@@ -118,3 +120,32 @@ def test_a_frozen_node_is_taken_over_without_stalling_the_other_and_resumes_harm
     assert Job.objects.get(pk=job.pk).status == Status.COMPLETED
     assert second.poll() is None and first.poll() is None
     assert os.path.exists(marks)
+
+
+def test_a_node_loop_never_waits_behind_another_nodes_tick(root, start_node):
+    start_node("solo", **TIMING)
+    wait_for(lambda: Node.objects.filter(name="solo", status=NodeStatus.ONLINE).exists(), message="online")
+    db = connection.settings_dict
+    holder = psycopg.connect(
+        dbname=db["NAME"],
+        user=db["USER"],
+        host=db["HOST"] or "localhost",
+        port=db["PORT"] or 5432,
+        autocommit=True,
+    )
+    mark = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    try:
+        # A tick that never ends (a node frozen in the middle of one) holds the tick lock.
+        holder.execute("SELECT pg_advisory_lock(%s)", [tick._ADVISORY_LOCK_KEY])
+        beats = Node.objects.get(name="solo").heartbeat_at
+
+        def heartbeating():
+            nodes_mark_offline()
+            return (Node.objects.get(name="solo").heartbeat_at - beats).total_seconds() > 2 * TIMING[
+                "GPUQ_NODE_TIMEOUT_SECONDS"
+            ]
+
+        wait_for(heartbeating, timeout=60, message="the node to keep heartbeating")
+    finally:
+        holder.close()
+    assert offline_events("solo", mark) == []

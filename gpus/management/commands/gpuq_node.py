@@ -92,7 +92,7 @@ class Command(BaseCommand):
                     if time.monotonic() >= quiet_until:
                         nodes_mark_offline()
                         reap(node_name=name)
-                    tick()
+                    tick(wait=False)
                 except DatabaseError as error:
                     delay = min(delay, outage.failed(error))
                     drop_connection()
