@@ -57,6 +57,14 @@ def job_writable(path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def unix_accounts() -> dict:
+    """Unix accounts for run-as tests (gpuqt-alice, gpuqt-bob), made once and kept (idempotent)."""
+    from tests.runas import ALICE, BOB, ensure_account
+
+    return {name: ensure_account(name) for name in (ALICE, BOB)}
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data(settings, tmp_path):
     """Each test writes job logs and progress files under its own temporary folder, with short timings."""
