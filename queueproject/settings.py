@@ -10,9 +10,11 @@ from queueproject.env import env_bool, env_float, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GPUQ_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 # 0711: jobs traverse it to reach their own folders; nobody but the server lists or reads it.
-if not DATA_DIR.exists():
+try:
     DATA_DIR.mkdir(parents=True)
     DATA_DIR.chmod(0o711)  # whatever the umask
+except FileExistsError:
+    pass  # an existing folder keeps the mode its owner chose
 
 DEBUG = env_bool("DEBUG", False)
 # The development secret only ever signs sessions of the embedded default; set SECRET_KEY in production.

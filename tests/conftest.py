@@ -38,14 +38,20 @@ JOB_PYTHON = (
 )
 
 
-@pytest.fixture
-def tmp_path(request) -> Path:
-    """Like pytest's, under a root that any job account may traverse (0711, not listable)."""
+def traversable_dir(prefix: str) -> Path:
+    """A new folder under a root that any job account may traverse (0711, not listable)."""
     _TRAVERSABLE_ROOT.mkdir(mode=0o711, exist_ok=True)
     assert _TRAVERSABLE_ROOT.stat().st_uid == os.geteuid(), f"{_TRAVERSABLE_ROOT} is not ours"
     _TRAVERSABLE_ROOT.chmod(0o711)
-    path = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=_TRAVERSABLE_ROOT))
+    path = Path(tempfile.mkdtemp(prefix=prefix[:40] + "-", dir=_TRAVERSABLE_ROOT))
     path.chmod(0o711)
+    return path
+
+
+@pytest.fixture
+def tmp_path(request) -> Path:
+    """Like pytest's, but jobs of any account can reach the folders gpuq makes in it."""
+    path = traversable_dir(request.node.name)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
