@@ -2,6 +2,7 @@
 clients, and the environment a child process needs to reach the test database."""
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -43,7 +44,7 @@ def traversable_dir(prefix: str) -> Path:
     _TRAVERSABLE_ROOT.mkdir(mode=0o711, exist_ok=True)
     assert _TRAVERSABLE_ROOT.stat().st_uid == os.geteuid(), f"{_TRAVERSABLE_ROOT} is not ours"
     _TRAVERSABLE_ROOT.chmod(0o711)
-    path = Path(tempfile.mkdtemp(prefix=prefix[:40] + "-", dir=_TRAVERSABLE_ROOT))
+    path = Path(tempfile.mkdtemp(prefix=re.sub(r"\W", "_", prefix)[:40] + "-", dir=_TRAVERSABLE_ROOT))
     path.chmod(0o711)
     return path
 
