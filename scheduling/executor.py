@@ -2,7 +2,8 @@
 
 It claims the attempt by compare-and-set (dispatched → running, fenced by the attempt's lease token),
 so a duplicate delivery runs nothing. The job's argv runs without a shell in its own process group,
-with an allow-listed environment. A monitor loop heartbeats, reads progress, honours cancel requests and
+with an allow-listed environment, as the Unix account run-as chooses (scheduling/runas.py), in folders
+that account owns; its log stays the server's. A monitor loop heartbeats, reads progress, honours cancel requests and
 the time limit, and kills the child's group if the lease is lost. The outcome is recorded by one
 transition that also releases the GPUs and requests the next tick.
 """
