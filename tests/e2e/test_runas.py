@@ -17,13 +17,50 @@ from tests.conftest import JOB_PYTHON, child_env, wait_for
 from tests.e2e.conftest import free_port, start_serve, wait_serving
 from tests.runas import needs_root, probe_argv, probe_report
 
-pytestmark = [pytest.mark.processes, needs_root]
+pytestmark = pytest.mark.processes
 
 
 def mode(path: Path) -> str:
     return oct(os.stat(path).st_mode & 0o777)
 
 
+def stop_serve(serve: subprocess.Popen) -> None:
+    if serve.poll() is None:
+        os.killpg(serve.pid, signal.SIGINT)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            procs.signal_group(serve.pid, signal.SIGKILL)
+            serve.wait()
+
+
+def test_the_server_creates_its_database_logs_and_folders_for_its_own_account_only(tmp_path):
+    data = tmp_path / "data"  # made by gpuq itself, as on a fresh install
+    serve, base, _, token = start_serve(data, free_port(), GPUQ_NODE_NAME="modes-e2e")
+    try:
+        wait_serving(base, timeout=30)
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=5)
+        job = api.post("/api/v1/jobs", json={"argv": ["echo", "hello"]}).json()
+        wait_for(
+            lambda: api.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "completed",
+            timeout=30,
+            message="the job to complete",
+        )
+        files = [
+            "gpuq.sqlite3",
+            "gpuq.sqlite3-wal",
+            "admin-token",
+            "admin-password",
+            f"logs/job-{job['id']}.log",
+        ]
+        assert {name: mode(data / name) for name in files} == dict.fromkeys(files, "0o600")
+        assert (mode(data), mode(data / "jobs"), mode(data / "checkpoints")) == ("0o711",) * 3
+        assert mode(data / "logs") == "0o700"
+    finally:
+        stop_serve(serve)
+
+
+@needs_root
 def test_a_job_of_the_embedded_default_runs_as_nobody_and_cannot_read_the_servers_files(tmp_path):
     data = tmp_path / "data"  # made by gpuq itself, as on a fresh install
     serve, base, _, token = start_serve(
@@ -63,27 +100,18 @@ def test_a_job_of_the_embedded_default_runs_as_nobody_and_cannot_read_the_server
         assert seen["folders"] == dict.fromkeys(folders, "denied")
         assert len(seen["environs"]) >= 3  # its executor, the cluster, the node, gpuq_serve, ...
         assert set(seen["environs"].values()) == {"denied"}, seen["environs"]
-
-        # What the server made, it made for itself: no bits for group or others, folders jobs only cross.
-        assert [mode(files[name]) for name in files if name != "secret-key"] == ["0o600"] * 5
-        assert (mode(data), mode(data / "jobs"), mode(data / "checkpoints")) == ("0o711",) * 3
-        assert mode(data / "logs") == "0o700"
     finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGINT)
-            try:
-                serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                procs.signal_group(serve.pid, signal.SIGKILL)
-                serve.wait()
+        stop_serve(serve)
 
 
+@needs_root
 @pytest.mark.django_db(transaction=True)
 def test_a_root_node_says_at_start_which_account_its_jobs_run_as(start_node):
     node = start_node("says")
     assert node.stdout.readline() == "node says: jobs run as nobody (uid 65534) (GPUQ_RUN_AS=auto)\n"
 
 
+@needs_root
 @pytest.mark.django_db(transaction=True)
 def test_a_node_whose_job_folders_its_jobs_account_cannot_reach_refuses_to_start(tmp_path):
     closed = tmp_path / "closed"

@@ -6,7 +6,7 @@ import os
 import pwd
 
 from accounts.models import Profile
-from scheduling import batching, executor
+from scheduling import batching, executor, runas
 from scheduling.models import Job
 from scheduling.states import Status
 from tests.factories import make_job
@@ -181,3 +181,23 @@ def test_a_batch_manifest_replaces_a_planted_link_instead_of_writing_through_it(
     batching.write_manifest(job, [job], lambda pk: tmp_path / str(pk), manifest)
     assert target.read_text() == "untouched"
     assert not manifest.is_symlink() and json.loads(manifest.read_text())["batch"] == job.pk
+
+
+def test_a_node_that_is_not_root_fails_a_job_it_should_run_as_another_account(
+    alice, node, settings, monkeypatch
+):
+    monkeypatch.setattr(runas.os, "geteuid", lambda: 4242)  # as a node started by an ordinary account
+    settings.GPUQ_RUN_AS = "account"
+    job = run(make_job(alice, argv=["true"]))
+    assert job.status == Status.FAILED
+    assert job.error.startswith(
+        f"run-as: this node runs as 4242 (uid 4242), not root, so it cannot run jobs as nobody (uid {NOBODY.pw_uid})"
+    )
+
+
+def test_a_node_that_is_not_root_says_its_jobs_share_its_account(settings, monkeypatch):
+    monkeypatch.setattr(runas.os, "geteuid", lambda: 4242)
+    assert runas.describe() == (
+        "jobs run as this node's own account 4242 (uid 4242) (not root, shared account): "
+        "anyone who can submit can read this account's files"
+    )
