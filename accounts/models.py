@@ -4,6 +4,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -13,6 +14,10 @@ class Level(models.TextChoices):
     LEAD = "lead", "Lead"
     RESEARCHER = "researcher", "Researcher"
     VIEWER = "viewer", "Viewer"
+
+
+# POSIX portable user names (what useradd accepts by default).
+UNIX_USERNAME = RegexValidator(r"^[a-z_][a-z0-9_.-]*[$]?$", "Not a Unix user name (e.g. alice, a_smith).")
 
 
 class Team(models.Model):
@@ -26,6 +31,13 @@ class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     level = models.CharField(max_length=16, choices=Level.choices, default=Level.RESEARCHER)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    # Set by admins only (never through the API): with GPUQ_RUN_AS=user, this user's jobs run as it.
+    unix_username = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[UNIX_USERNAME],
+        help_text="The user's own Unix account on the GPU nodes; their jobs run as it when GPUQ_RUN_AS=user.",
+    )
 
     def __str__(self) -> str:
         return f"{self.user} ({self.level})"

@@ -4,6 +4,9 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from queueproject.hardening import harden_process
+
+harden_process()  # also when an ASGI server other than gpuq_web imports us
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "queueproject.settings")
 django_asgi = get_asgi_application()
 

@@ -10,7 +10,12 @@ from queueproject.secret_key import secret_key_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GPUQ_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# 0711: jobs traverse it to reach their own folders; nobody but the server lists or reads it.
+try:
+    DATA_DIR.mkdir(parents=True)
+    DATA_DIR.chmod(0o711)  # whatever the umask
+except FileExistsError:
+    pass  # an existing folder keeps the mode its owner chose
 
 DEBUG = env_bool("DEBUG", False)
 # One key signs sessions, CSRF tokens and the tasks handed to nodes (django-q2 drops a task signed with
@@ -173,6 +178,11 @@ GPUQ_DECLARED_GPUS = env_str("GPUQ_DECLARED_GPUS", "2x24GB")
 GPUQ_LOG_DIR = Path(env_str("GPUQ_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
 # Per-job checkpoint folders, kept across attempts: put it on storage all nodes share.
 GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(DATA_DIR / "checkpoints"))).resolve()
+# Which Unix account runs jobs (scheduling/runas.py): auto | user (each owner's profile.unix_username) |
+# account (GPUQ_RUN_AS_ACCOUNT). A job never runs as root unless GPUQ_RUN_JOBS_AS_ROOT_UNSAFE says so.
+GPUQ_RUN_AS = env_str("GPUQ_RUN_AS", "auto").strip().lower()
+GPUQ_RUN_AS_ACCOUNT = env_str("GPUQ_RUN_AS_ACCOUNT", "nobody").strip()
+GPUQ_RUN_JOBS_AS_ROOT_UNSAFE = env_bool("GPUQ_RUN_JOBS_AS_ROOT_UNSAFE", False)
 # Serve /static/ from the app itself (fine for the embedded default; use a web server at scale).
 GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
 # How often a websocket re-reads its user and session, closing when either ended (scheduling.live).

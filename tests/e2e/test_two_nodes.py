@@ -3,7 +3,6 @@ says (labels, model pattern, memory, target), and when one node is killed its jo
 
 import os
 import signal
-import sys
 import time
 
 import pytest
@@ -12,7 +11,7 @@ from gpus.models import Allocation, Node, NodeStatus
 from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import Status
-from tests.conftest import api_for, wait_for
+from tests.conftest import JOB_PYTHON, api_for, wait_for
 from tests.e2e.conftest import children_groups
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -51,7 +50,7 @@ def test_jobs_run_where_placement_says_with_the_right_gpus(root, two_nodes):
     ids = []
     for ask, _, _ in asks:
         # Each job holds its GPUs a moment, so that the next ones see them busy.
-        argv = [sys.executable, "-c", WHERE + "; import time; time.sleep(1.5)"]
+        argv = [JOB_PYTHON, "-c", WHERE + "; import time; time.sleep(1.5)"]
         response = client.post("/api/v1/jobs", {"argv": argv, **ask}, format="json")
         assert response.status_code == 201, response.json()
         ids.append(response.json()["id"])
@@ -79,7 +78,7 @@ def test_a_killed_node_goes_offline_and_its_job_finishes_on_the_other(root, star
     code = "import os, time; print('attempt', os.environ['GPUQ_ATTEMPT'], os.getcwd()); " + (
         "time.sleep(0 if os.environ['GPUQ_ATTEMPT'] != '1' else 600)"
     )
-    job_id = client.post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
+    job_id = client.post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code]}, format="json").json()["id"]
     job = wait_for(
         lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
         timeout=15,
