@@ -4,7 +4,6 @@ clients, and the environment a child process needs to reach the test database.""
 import os
 import re
 import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -19,21 +18,17 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken, Level, Profile, Team
 from gpus.inventory import parse_declared
 from gpus.services import node_register
+from scheduling.environment import world_executable
 
 # Jobs started by a root test process run as `nobody` (scheduling/runas.py): they must reach their
 # folders (pytest's own temporary folders are 0700) and run a Python they may execute.
 _TRAVERSABLE_ROOT = Path(tempfile.gettempdir()) / f"gpuq-tests-{os.geteuid()}"
 
 
-def _world_executable(path: str) -> bool:
-    real = Path(path).resolve()
-    return all(p.stat().st_mode & stat.S_IXOTH for p in [*real.parents, real])
-
-
 # A Python interpreter any job account can run (the virtual environment's may live in root's home).
 JOB_PYTHON = (
     sys.executable
-    if _world_executable(sys.executable)
+    if world_executable(sys.executable)
     else next(
         (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), sys.executable
     )
