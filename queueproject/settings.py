@@ -1,5 +1,7 @@
 """gpuq settings: every value comes from the environment, with defaults for the embedded deployment."""
 
+import hashlib
+import os
 import socket
 from pathlib import Path
 
@@ -176,8 +178,23 @@ GPUQ_NODE_LOCAL = env_bool("GPUQ_NODE_LOCAL", False)  # set by gpuq_serve for th
 GPUQ_INVENTORY = env_str("GPUQ_INVENTORY", "auto")  # auto | nvml | declared
 GPUQ_DECLARED_GPUS = env_str("GPUQ_DECLARED_GPUS", "2x24GB")
 GPUQ_LOG_DIR = Path(env_str("GPUQ_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
+
+
+def _others_may_pass(path: Path) -> bool:
+    """Every existing folder from / down to `path` lets other accounts through (o+x)."""
+    return all(not p.exists() or p.stat().st_mode & 0o001 for p in [*reversed(path.parents), path])
+
+
+# Jobs run as another account than a root server (scheduling/runas.py) and must reach their working and
+# checkpoint folders. When the data folder lies where others cannot pass (a checkout in root's home),
+# those folders go under /var/lib/gpuq/<a name for this data folder> instead, which is made 0711.
+_JOB_BASE = DATA_DIR
+if os.geteuid() == 0 and not _others_may_pass(DATA_DIR):
+    _JOB_BASE = Path("/var/lib/gpuq") / hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]
+# Per-job working folders (the job's cwd and progress file), one per job.
+GPUQ_JOBS_DIR = Path(env_str("GPUQ_JOBS_DIR", str(_JOB_BASE / "jobs"))).resolve()
 # Per-job checkpoint folders, kept across attempts: put it on storage all nodes share.
-GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(DATA_DIR / "checkpoints"))).resolve()
+GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(_JOB_BASE / "checkpoints"))).resolve()
 # Which Unix account runs jobs (scheduling/runas.py): auto | user (each owner's profile.unix_username) |
 # account (GPUQ_RUN_AS_ACCOUNT). A job never runs as root unless GPUQ_RUN_JOBS_AS_ROOT_UNSAFE says so.
 GPUQ_RUN_AS = env_str("GPUQ_RUN_AS", "auto").strip().lower()

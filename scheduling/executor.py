@@ -33,7 +33,7 @@ log = logging.getLogger("gpuq.executor")
 
 
 def job_dir(job_id: int) -> Path:
-    return settings.DATA_DIR / "jobs" / str(job_id)
+    return settings.GPUQ_JOBS_DIR / str(job_id)
 
 
 def checkpoint_dir(job_id: int) -> Path:
@@ -121,7 +121,7 @@ class Execution:
         with open(log_fd, "ab", buffering=0) as log_file:
             try:
                 self.account = runas.job_account(job.owner)
-                for root in (settings.DATA_DIR / "jobs", settings.GPUQ_CHECKPOINT_ROOT):
+                for root in (settings.GPUQ_JOBS_DIR, settings.GPUQ_CHECKPOINT_ROOT):
                     runas.check_reachable(root, self.account)
             except runas.RunAsError as error:
                 log_file.write(f"=== gpuq: {error} ===\n".encode())

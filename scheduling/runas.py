@@ -153,11 +153,15 @@ def prepare_roots() -> None:
     """The job and checkpoint roots are traversable but not listable (0711); the logs folder is the
     server's alone (0700). Modes are set only on folders this account owns (shared storage may not be)."""
     for root, mode in (
-        (settings.DATA_DIR / "jobs", 0o711),
+        (settings.GPUQ_JOBS_DIR, 0o711),
         (settings.GPUQ_CHECKPOINT_ROOT, 0o711),
         (settings.GPUQ_LOG_DIR, 0o700),
     ):
-        root.mkdir(mode=mode, parents=True, exist_ok=True)
+        # Folders made on the way (e.g. /var/lib/gpuq/<name>) let jobs through too: the umask is 077.
+        for folder in [*reversed(root.parents), root]:
+            if not folder.exists():
+                folder.mkdir(exist_ok=True)
+                folder.chmod(0o711 if folder != root else mode)
         if _owned(root):
             root.chmod(mode)
 
@@ -184,7 +188,7 @@ def check_reachable(path: Path, account: Account) -> None:
             raise RunAsError(
                 f"run-as: jobs run as {account}, who cannot reach {path}: {folder} is mode "
                 f"{stat.S_IMODE(st.st_mode):04o} ({owner}:{group}); let them through "
-                f"(chmod o+x {folder}) or move GPUQ_DATA_DIR / GPUQ_CHECKPOINT_ROOT"
+                f"(chmod o+x {folder}) or set GPUQ_JOBS_DIR / GPUQ_CHECKPOINT_ROOT to folders they can reach"
             )
 
 

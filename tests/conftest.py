@@ -73,6 +73,7 @@ def _isolated_data(settings, tmp_path):
     """Each test writes job logs and progress files under its own temporary folder, with short timings."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
     settings.DATA_DIR = tmp_path
+    settings.GPUQ_JOBS_DIR = tmp_path / "jobs"
     settings.GPUQ_LOG_DIR = tmp_path / "logs"
     settings.GPUQ_CHECKPOINT_ROOT = tmp_path / "checkpoints"
     settings.GPUQ_KILL_GRACE_SECONDS = 2.0

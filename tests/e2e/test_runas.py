@@ -1,9 +1,12 @@
 """Run-as with real gpuq processes, as a root install runs them: the embedded default (`gpuq_serve`) runs
 a submitted job as `nobody`, and that job cannot read the server's secrets, database, logs or memory."""
 
+import hashlib
 import os
 import pwd
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +16,9 @@ import pytest
 from django.conf import settings
 
 from scheduling import procs
-from tests.conftest import JOB_PYTHON, child_env, wait_for
+from scheduling.models import Job
+from scheduling.states import TERMINAL, Status
+from tests.conftest import JOB_PYTHON, api_for, child_env, wait_for
 from tests.e2e.conftest import free_port, start_serve, wait_serving
 from tests.runas import needs_root, probe_argv, probe_report
 
@@ -64,11 +69,11 @@ def test_the_server_creates_its_database_logs_and_folders_for_its_own_account_on
 def test_a_job_of_the_embedded_default_runs_as_nobody_and_cannot_read_the_servers_files(tmp_path):
     data = tmp_path / "data"  # made by gpuq itself, as on a fresh install
     serve, base, _, token = start_serve(
-        data, free_port(), GPUQ_NODE_NAME="runas-e2e", SECRET_KEY="e2e-server-secret-key-0123456789"
+        data, free_port(), GPUQ_NODE_NAME="runas-e2e", SECRET_KEY="e2e-server-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
     )
     try:
         wait_serving(base, timeout=30)
-        (data / "secret-key").write_text("e2e-server-secret-key-0123456789\n")
+        (data / "secret-key").write_text("e2e-server-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz\n")
         (data / "secret-key").chmod(0o600)
         api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=5)
 
@@ -119,13 +124,40 @@ def test_a_node_whose_job_folders_its_jobs_account_cannot_reach_refuses_to_start
     closed.chmod(0o700)
     node = subprocess.run(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_node"],
-        env=child_env(GPUQ_NODE_NAME="closed", GPUQ_INVENTORY="declared", GPUQ_DATA_DIR=closed / "data"),
+        env=child_env(
+            GPUQ_NODE_NAME="closed",
+            GPUQ_INVENTORY="declared",
+            GPUQ_DATA_DIR=closed / "data",
+            GPUQ_JOBS_DIR=closed / "jobs",
+        ),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert node.returncode != 0
     assert (
-        f"node closed: run-as: jobs run as nobody (uid 65534), who cannot reach {closed}/data/jobs: "
+        f"node closed: run-as: jobs run as nobody (uid 65534), who cannot reach {closed}/jobs: "
         f"{closed} is mode 0700 (root:root)"
     ) in node.stderr
+
+
+@needs_root
+@pytest.mark.django_db(transaction=True)
+def test_a_data_folder_others_cannot_pass_puts_job_folders_under_var_lib_gpuq(root, start_node, tmp_path):
+    """A checkout in root's home (0700) must still run jobs: their folders go where they can reach them."""
+    closed = tmp_path / "home"
+    closed.mkdir()
+    closed.chmod(0o700)
+    start_node("homed", data_dir=closed / "data")
+    job_id = (
+        api_for(root)
+        .post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", "import os; print(os.getcwd())"]}, format="json")
+        .json()["id"]
+    )
+    wait_for(lambda: Job.objects.get(pk=job_id).status in TERMINAL, timeout=30, message="the job to end")
+    job = Job.objects.get(pk=job_id)
+    assert job.status == Status.COMPLETED, job.error
+    digest = hashlib.sha256(str((closed / "data").resolve()).encode()).hexdigest()[:12]
+    assert Path(f"/var/lib/gpuq/{digest}/jobs/{job_id}").is_dir()
+    assert stat.S_IMODE(Path("/var/lib/gpuq").stat().st_mode) == 0o711
+    shutil.rmtree(f"/var/lib/gpuq/{digest}")

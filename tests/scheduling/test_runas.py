@@ -71,7 +71,7 @@ def test_user_mode_a_job_cannot_read_another_users_job_folder_nor_any_log(
                     "bobs_folder": bobs_folder,
                     "bobs_checkpoints": executor.checkpoint_dir(bobs.pk),
                     "logs": settings.GPUQ_LOG_DIR,
-                    "jobs": settings.DATA_DIR / "jobs",
+                    "jobs": settings.GPUQ_JOBS_DIR,
                 },
             ),
         )
@@ -151,6 +151,7 @@ def test_a_job_whose_folders_its_account_cannot_reach_fails_with_a_clear_reason(
     closed.mkdir(mode=0o700)
     closed.chmod(0o700)
     settings.DATA_DIR = closed / "data"
+    settings.GPUQ_JOBS_DIR = closed / "data" / "jobs"
     settings.GPUQ_LOG_DIR = closed / "data" / "logs"
     job = run(make_job(alice, argv=["true"]))
     assert job.status == Status.FAILED

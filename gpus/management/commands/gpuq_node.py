@@ -105,7 +105,7 @@ class Command(BaseCommand):
         try:
             account = runas.fixed_account()
             if account is not None:
-                for root in (settings.DATA_DIR / "jobs", settings.GPUQ_CHECKPOINT_ROOT):
+                for root in (settings.GPUQ_JOBS_DIR, settings.GPUQ_CHECKPOINT_ROOT):
                     runas.check_reachable(root, account)
         except runas.RunAsError as error:
             raise CommandError(f"node {name}: {error}") from None
