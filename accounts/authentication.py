@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiToken
-from accounts.throttling import client_address, token_failures
+from accounts.throttling import AnonThrottle, client_address, token_failures
 
 
 class HashedTokenAuthentication(authentication.BaseAuthentication):
@@ -41,3 +41,16 @@ class HashedTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return "Token"
+
+
+class AnonymousRateLimit(authentication.BaseAuthentication):
+    """Last of the authentication classes: a request that none of the others authenticated counts
+    against its address's GPUQ_THROTTLE_ANON. Done here, not among the throttles, because DRF checks
+    permissions before throttles and every endpoint needs a login: an anonymous request would be a 401
+    without ever being counted."""
+
+    def authenticate(self, request):
+        throttle = AnonThrottle()
+        if not throttle.allow_request(request, None):
+            raise exceptions.Throttled(throttle.wait(), detail="Too many requests from this address.")
+        return None

@@ -35,10 +35,15 @@ class UserThrottle(UserRateThrottle):
 
 
 class AnonThrottle(AnonRateThrottle):
-    """Every anonymous address: GPUQ_THROTTLE_ANON requests per period."""
+    """Every anonymous address: GPUQ_THROTTLE_ANON requests per period. Checked by
+    accounts.authentication.AnonymousRateLimit once no credentials authenticated the request (so it
+    must not read `request.user`, which is still being decided)."""
 
     def get_rate(self):
         return settings.GPUQ_THROTTLE_ANON
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
 
 
 class SubmitThrottle(UserThrottle):
@@ -51,6 +56,9 @@ class SubmitThrottle(UserThrottle):
         if request.method != "POST":
             return True
         return super().allow_request(request, view)
+
+
+clock = time.time  # FailureWindow's clock; tests move it instead of sleeping
 
 
 class FailureWindow:
@@ -69,7 +77,7 @@ class FailureWindow:
 
     def wait(self, ident: str) -> int | None:
         """Seconds until `ident` may try again, or None when it may try now."""
-        now = time.time()
+        now = clock()
         recent = self._recent(ident, now)
         if len(recent) < self.limit:
             return None
@@ -77,7 +85,7 @@ class FailureWindow:
         return max(1, math.ceil(recent[-self.limit] + self.seconds - now))
 
     def record(self, ident: str) -> None:
-        now = time.time()
+        now = clock()
         recent = self._recent(ident, now)[-self.limit :]
         cache.set(self._key(ident), [*recent, now], self.seconds)
 

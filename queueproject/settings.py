@@ -111,6 +111,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.AnonymousRateLimit",  # counts what is left: anonymous requests
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -118,10 +119,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "scheduling.api.errors.exception_handler",
     # Rates come from GPUQ_THROTTLE_* below; each class reads its own setting (accounts/throttling.py).
-    "DEFAULT_THROTTLE_CLASSES": [
-        "accounts.throttling.UserThrottle",
-        "accounts.throttling.AnonThrottle",
-    ],
+    # Anonymous requests are counted by AnonymousRateLimit above; submissions by SubmitThrottle.
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.UserThrottle"],
     # The client's address is REMOTE_ADDR unless gpuq sits behind that many proxies (X-Forwarded-For).
     "NUM_PROXIES": env_int("GPUQ_NUM_PROXIES", 0),
 }
