@@ -74,11 +74,11 @@ class ApiToken(models.Model):
             )
 
     @classmethod
-    def issue(cls, *, user, name: str = "default", expires_at=None) -> tuple["ApiToken", str]:
+    def issue(cls, *, user, name: str = "default", expires_at=None, now=None) -> tuple["ApiToken", str]:
         """Create a token; return it with its plain key, which is not stored anywhere. It expires at
         `expires_at`, which may be at most GPUQ_TOKEN_MAX_DAYS away (ValidationError otherwise); None
-        means that maximum."""
-        now = timezone.now()
+        means that maximum. `now` is its creation time (default: now)."""
+        now = now or timezone.now()
         if expires_at is None:
             expires_at = now + token_max_lifetime()
         elif expires_at > now + token_max_lifetime():

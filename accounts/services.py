@@ -38,10 +38,11 @@ def token_create(
     name = (name or "").strip() or "default"
     if len(name) > 100:
         raise ValidationError({"name": "at most 100 characters"})
-    expires_at = timezone.now() + timedelta(days=token_days(days))
+    now = timezone.now()
+    expires_at = now + timedelta(days=token_days(days))
     if made_with is not None:
         expires_at = min(expires_at, made_with.expires_at)
-    return ApiToken.issue(user=user, name=name, expires_at=expires_at)
+    return ApiToken.issue(user=user, name=name, expires_at=expires_at, now=now)
 
 
 def token_revoke(*, user, token_id: int) -> bool:
