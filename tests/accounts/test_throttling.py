@@ -1,11 +1,16 @@
 """Rate limits on the API: wrong tokens per address, each user, anonymous addresses and job submissions;
 every 429 says when to retry."""
 
+import asyncio
+import json
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
+from accounts.throttling import EarlyRefusal
+from queueproject.asgi import application
 from queueproject.env import env_rate
 from scheduling.models import JobTemplate
 from tests.conftest import api_for
@@ -133,3 +138,78 @@ def test_rates_are_checked_at_start(monkeypatch):
         monkeypatch.setenv("GPUQ_THROTTLE_USER", bad)
         with pytest.raises(ImproperlyConfigured, match="GPUQ_THROTTLE_USER"):
             env_rate("GPUQ_THROTTLE_USER", "60/min")
+
+
+# --- throttled clients are answered before Django (accounts.throttling.EarlyRefusal) ---
+
+
+def asgi_call(app, key: str, *, method="GET", path="/api/v1/queue/me", address="198.51.100.8"):
+    """Send one HTTP request through an ASGI app; return the messages it sent back."""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(b"authorization", f"Token {key}".encode())],
+        "client": (address, 40000),
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+class Django:
+    """Stands for Django behind EarlyRefusal: records what reached it."""
+
+    def __init__(self):
+        self.reached = []
+
+    async def __call__(self, scope, receive, send):
+        self.reached.append((scope["method"], scope["path"]))
+
+
+def assert_early_429(sent):
+    assert sent[0]["status"] == 429
+    headers = dict(sent[0]["headers"])
+    assert int(headers[b"retry-after"]) >= 1
+    assert json.loads(sent[1]["body"])["retry_after"] == int(headers[b"retry-after"])
+
+
+def test_a_throttled_token_is_refused_before_django(alice, bob, settings):
+    settings.GPUQ_THROTTLE_USER = "2/min"
+    _, key = ApiToken.issue(user=alice)
+    _, other_key = ApiToken.issue(user=bob)
+    assert first_429(from_address("198.51.100.8", f"Token {key}"), "/api/v1/queue/me", 5) == 3
+    assert_early_429(asgi_call(application, key))  # gpuq's real ASGI application
+    django = Django()
+    assert_early_429(asgi_call(EarlyRefusal(django), key, path="/api/v1/jobs"))
+    asgi_call(EarlyRefusal(django), other_key)
+    assert django.reached == [("GET", "/api/v1/queue/me")]
+
+
+def test_a_submit_refusal_is_early_for_submissions_only(alice, node, echo, settings):
+    settings.GPUQ_THROTTLE_SUBMIT = "1/min"
+    _, key = ApiToken.issue(user=alice)
+    client = from_address("198.51.100.8", f"Token {key}")
+    body = {"template": "echo", "params": {"text": "hi"}}
+    assert first_429(client, "/api/v1/jobs", 3, method="post", data=body, format="json") == 2
+    django = Django()
+    assert_early_429(asgi_call(EarlyRefusal(django), key, method="POST", path="/api/v1/jobs"))
+    asgi_call(EarlyRefusal(django), key, method="GET", path="/api/v1/jobs")
+    assert django.reached == [("GET", "/api/v1/jobs")]
+
+
+def test_an_address_blocked_for_wrong_tokens_is_refused_before_django(alice, settings):
+    settings.GPUQ_THROTTLE_AUTH_FAILURES = "2/min"
+    _, key = ApiToken.issue(user=alice)
+    first_429(from_address("203.0.113.7", WRONG), "/api/v1/jobs", 5)
+    django = Django()
+    assert_early_429(asgi_call(EarlyRefusal(django), key, address="203.0.113.7"))
+    asgi_call(EarlyRefusal(django), key, address="198.51.100.9")
+    assert django.reached == [("GET", "/api/v1/queue/me")]
