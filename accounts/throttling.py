@@ -4,6 +4,7 @@ Rates are the GPUQ_THROTTLE_* settings ("N/period", None = no limit), read on ev
 can be changed in tests. Counts live in Django's cache (per process by default: see the README).
 """
 
+import asyncio
 import hashlib
 import json
 import math
@@ -130,10 +131,15 @@ def token_failures() -> FailureWindow | None:
 
 
 class EarlyRefusal:
-    """ASGI middleware in front of Django for /api/: answers 429 at once, without a thread, a database
-    query or Django's middleware, to a token that was refused moments ago and is still waiting out its
-    limit (see UserThrottle), and to an address blocked for wrong tokens. A flood from one client then
-    costs the server a hash and two cache reads a request, so it slows other users' requests little."""
+    """ASGI middleware in front of Django for /api/: answers 429, without a thread, a database query or
+    Django's middleware, to a token that was refused moments ago and is still waiting out its limit (see
+    UserThrottle), and to an address blocked for wrong tokens. Such a request costs the server a hash
+    and two cache reads. The answer comes after a pause (PAUSE_SECONDS, at most the wait): a client
+    that loops without reading Retry-After then sends a few requests a second per connection instead of
+    hundreds, which would otherwise keep the event loop busy and, holding the GIL, slow every other
+    request's thread."""
+
+    PAUSE_SECONDS = 0.5
 
     def __init__(self, app):
         self.app = app
@@ -153,6 +159,7 @@ class EarlyRefusal:
                     (b"retry-after", str(wait).encode()),
                     (b"content-length", str(len(body)).encode()),
                 ]
+                await asyncio.sleep(min(wait, self.PAUSE_SECONDS))
                 await send({"type": "http.response.start", "status": 429, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return

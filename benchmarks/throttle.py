@@ -1,17 +1,18 @@
 """How much one user's submission flood slows another user's requests, with gpuq's throttles on.
 
-Starts a real `gpuq_web` (Daphne) on a fresh SQLite database in a temporary folder (or on the PostgreSQL
-database given with --database-url, which it migrates and fills: give it an empty one), with a node
-record so that submissions are accepted (no node process: jobs wait). User B polls
-`GET /api/v1/queue/me` at a steady rate and times each answer, in slices that alternate B alone and B
-while user A posts `POST /api/v1/jobs` back to back from several threads (in another process), so that a
-change in the machine's other load lands on both. First with the production throttle defaults (A spends
-its submit budget first, one submission at a time, so the flood is a throttled user's), then, unless
---no-unthrottled, the same against a server with every throttle off, to show what the throttles save.
-The issue's target: the flood slows B by no more than 10%.
+Starts real `gpuq_web` (Daphne) processes on a fresh SQLite database in a temporary folder (or on the
+PostgreSQL database given with --database-url, which it migrates and fills: give it an empty one), with a
+node record so that submissions are accepted (no node process: jobs wait). User B polls
+`GET /api/v1/queue/me` at a steady rate and times each answer, in slices that alternate: B alone; B while
+user A posts `POST /api/v1/jobs` back to back from several threads (in another process) to B's server;
+and, as a control, B while A floods another gpuq_web process on the same machine, which shows how much
+of the slowdown is the machine's CPU rather than B's server. A spends its submit budget first, one
+submission at a time, so the flood is a throttled user's (its budget comes back as the window slides).
+Unless --no-unthrottled, the same flood against a server with every throttle off, to show what the
+throttles save. The issue's target: the flood slows B by no more than 10%.
 
-    .venv/bin/python benchmarks/throttle.py [--seconds 24] [--rounds 4] [--threads 4] [--rate 10]
-                                            [--database-url URL]
+    .venv/bin/python benchmarks/throttle.py [--seconds 12] [--rounds 4] [--threads 4] [--rate 10]
+                                            [--no-unthrottled] [--database-url URL]
 """
 
 import argparse
