@@ -7,7 +7,16 @@ from pathlib import Path
 
 import dj_database_url
 
-from queueproject.env import env_bool, env_choice, env_float, env_int, env_list, env_proxy_ssl_header, env_str
+from queueproject.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_proxy_ssl_header,
+    env_rate,
+    env_str,
+)
 from queueproject.secret_key import secret_key_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -85,6 +94,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.lockout.LoginLockoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -153,12 +163,18 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.AnonymousRateLimit",  # counts what is left: anonymous requests
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "scheduling.api.errors.exception_handler",
+    # Rates come from GPUQ_THROTTLE_* below; each class reads its own setting (accounts/throttling.py).
+    # Anonymous requests are counted by AnonymousRateLimit above; submissions by SubmitThrottle.
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.UserThrottle"],
+    # The client's address is REMOTE_ADDR unless gpuq sits behind that many proxies (X-Forwarded-For).
+    "NUM_PROXIES": env_int("GPUQ_NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "gpuq API",
@@ -218,6 +234,18 @@ GPUQ_DEFAULT_MAX_ATTEMPTS = env_int("GPUQ_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
 GPUQ_JOB_ENV_PASSTHROUGH = env_list(
     "GPUQ_JOB_ENV_PASSTHROUGH", ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
 )
+
+# --- limits on abuse (accounts/throttling.py, accounts/lockout.py); a rate is "N/period", empty = off ---
+GPUQ_THROTTLE_USER = env_rate("GPUQ_THROTTLE_USER", "1200/min")
+GPUQ_THROTTLE_ANON = env_rate("GPUQ_THROTTLE_ANON", "120/min")
+GPUQ_THROTTLE_SUBMIT = env_rate("GPUQ_THROTTLE_SUBMIT", "120/min")
+GPUQ_THROTTLE_AUTH_FAILURES = env_rate("GPUQ_THROTTLE_AUTH_FAILURES", "20/min")
+GPUQ_LOGIN_MAX_FAILURES = env_int("GPUQ_LOGIN_MAX_FAILURES", 10, minimum=1)
+GPUQ_LOGIN_LOCKOUT_SECONDS = env_int("GPUQ_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+GPUQ_TOKEN_MAX_DAYS = env_int("GPUQ_TOKEN_MAX_DAYS", 90, minimum=1)
+# Throttles count in Django's cache. The default is per process: with several web processes each counts
+# on its own (limits multiply by the number of processes). Django's RedisCache would need redis-py.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpuq"}}
 
 # --- django-q2 ---
 # Each node's executor cluster consumes the queue named after the node (Q_CLUSTER_NAME, set only by the

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -80,6 +81,9 @@ def _isolated_data(settings, tmp_path):
     settings.GPUQ_HEARTBEAT_SECONDS = 0.2
     settings.GPUQ_CANCEL_POLL_SECONDS = 0.05
     settings.GPUQ_LEASE_SECONDS = 2.0
+    # Throttle and lockout counts live in the (per-process) cache: each test starts from none. The rates
+    # stay the production defaults (tests/accounts/test_throttling.py relies on that).
+    cache.clear()
 
 
 def make_user(username: str, level: str = Level.RESEARCHER, team: Team | None = None, **extra):

@@ -69,7 +69,10 @@ def test_the_server_creates_its_database_logs_and_folders_for_its_own_account_on
 def test_a_job_of_the_embedded_default_runs_as_nobody_and_cannot_read_the_servers_files(tmp_path):
     data = tmp_path / "data"  # made by gpuq itself, as on a fresh install
     serve, base, _, token = start_serve(
-        data, free_port(), GPUQ_NODE_NAME="runas-e2e", SECRET_KEY="e2e-server-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+        data,
+        free_port(),
+        GPUQ_NODE_NAME="runas-e2e",
+        SECRET_KEY="e2e-server-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
     )
     try:
         wait_serving(base, timeout=30)
