@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpus.placement import PLAIN, GpuSpec, Needs, NodeFree, could_ever_fit
+from gpus.placement import PLAIN, GpuSpec, Needs, NodeFree, could_ever_fit, eligible
 from scheduling.planner import (
     INF,
     Ageing,
@@ -95,9 +95,9 @@ def test_ageing_lifts_a_long_waiting_job_above_newer_higher_priority_work():
     assert plan(snap(old, new, free=(0,)), NOW).starts[0].job_id == 2
 
 
-def test_ageing_is_capped():
+def test_the_ageing_boost_grows_with_the_wait_and_is_capped():
     assert Ageing(3600, 5, 20).boost(100 * 3600) == 20
-    assert Ageing(3600, 5, 20).boost(1800) == 0
+    assert Ageing(3600, 5, 20).boost(1800) == 2.5
 
 
 def test_fair_share_puts_a_light_users_first_job_before_a_heavy_users_tenth():
@@ -334,7 +334,8 @@ def test_a_job_waits_for_gpus_that_fit_it_and_says_what_it_asked():
     busy = running(50, node="a100", gpus=2, minutes_ago=0, time_limit=600)
     wants_big = job(1, needs=Needs(min_memory_mb=80000, labels=(("zone", "eu*"),)), time_limit=60)
     result = plan(snap(wants_big, job(2, age=1), nodes=nodes, run=[busy]), NOW)
-    assert result.starts == ()  # strict order: job 2 waits behind job 1
+    # Strict order: job 1 could use none of the free L4s, so job 2 passes it without delaying it.
+    assert result.starts == (Start(2, "l4", (0,)),)
     assert result.waits[0].reason == Reason.RESOURCES
     assert result.waits[0].detail == (
         "needs 1 GPU(s) (≥ 80000 MB each; labels zone=eu*) on one node; most free on a node: 0"
@@ -412,6 +413,7 @@ running_jobs = st.lists(
         resources=st.lists(st.sampled_from(["model:a", "model:b"]), max_size=1).map(tuple),
         time_limit=st.sampled_from([None, 3600.0, 9000.0]),
         preemptible=st.booleans(),
+        stopping=st.sampled_from([False, False, False, True]),
     ),
     max_size=6,
     unique_by=lambda r: r.id,
@@ -434,11 +436,12 @@ policy_sets = st.builds(
         team_max_concurrent=st.sampled_from([None, 1, 3]),
     ),
     fair_share=st.booleans(),
-    ageing=st.sampled_from([None, Ageing(600, 10, 20)]),
+    ageing=st.sampled_from([None, Ageing(600, 10, 20), Ageing(10_000, 1, 20)]),
     off_peak=st.sampled_from([None, OffPeak(time(22), time(8), "UTC"), OffPeak(time(11), time(13), "UTC")]),
     serial=st.sampled_from([None, "global", "node"]),
     backfill=st.booleans(),
-    preemption=st.sampled_from([None, Preemption(30, 0)]),
+    preemption=st.sampled_from([None, Preemption(30, 0), Preemption(30, 0, min_runtime_seconds=600)]),
+    quota_admit=st.sampled_from(["time_limit", "any_remaining"]),
     queue_paused=st.sampled_from([False, False, False, True]),
 )
 
@@ -461,7 +464,7 @@ def fits_needs(node: NodeFree, gpus, needs: Needs) -> bool:
     running_jobs,
     node_sets,
     policy_sets,
-    st.dictionaries(st.integers(1, 4), st.builds(Quota, daily=st.sampled_from([None, 100.0]))),
+    st.dictionaries(st.integers(1, 4), st.builds(Quota, daily=st.sampled_from([None, 100.0, 10_000.0]))),
     st.dictionaries(st.integers(1, 4), st.floats(0, 200)),
     st.frozensets(st.integers(600, 605)),
     st.frozensets(st.integers(600, 605)),
@@ -524,24 +527,38 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
         # Quotas: no start for a user whose quota is used up.
         q = user_quota.get(job_.owner)
         assert not (q and q.daily is not None and user_day.get(job_.owner, 0.0) >= q.daily)
+        # …and under "time_limit" admission, what the user's starts may use fits in what remained.
+        if q and q.daily is not None and policies.quota_admit == "time_limit":
+            mine = [by_id[k] for k in started if by_id[k].owner == job_.owner and by_id[k].time_limit]
+            assert user_day.get(job_.owner, 0.0) + sum(k.gpu_count * k.time_limit for k in mine) <= q.daily
         # Dependencies and windows are respected.
         assert set(job_.depends_on) <= completed
         assert not job_.off_peak_only or (policies.off_peak and policies.off_peak.contains(NOW))
         # No conflict with a running job's or another start's resources.
         held = {res for r in run for res in r.resources}
         assert not set(job_.resources) & held
-    assert all(set(by_id[f.job_id].depends_on) & dead for f in result.fails if f.reason == Reason.DEPENDENCY)
+    failed = {f.job_id for f in result.fails}
+    assert all(
+        set(by_id[f.job_id].depends_on) & (dead | failed)
+        for f in result.fails
+        if f.reason == Reason.DEPENDENCY
+    )
     starts_res = [res for j in started for res in by_id[j].resources]
     assert len(starts_res) == len(set(starts_res))
     if policies.serial == "global":
         assert len(started) <= (0 if run else 1)
 
-    # Strict order without backfill: starts never pass a job that waits for GPUs.
+    # Strict order without backfill: a start passes a job that waits for GPUs only on GPUs that job
+    # could not use (not eligible, or on a node too small for it).
     if not policies.backfill:
-        blocked = [w.job_id for w in result.waits if w.reason == Reason.RESOURCES]
-        if blocked:
-            rank = {jid: i for i, jid in enumerate(result.order)}
-            assert all(rank[j] < rank[blocked[0]] for j in started)
+        rank = {jid: i for i, jid in enumerate(result.order)}
+        blocked = [w.job_id for w in result.waits if w.reason in (Reason.RESOURCES, Reason.PRIORITY)]
+        for x in result.starts:
+            for b in blocked:
+                if rank[b] < rank[x.job_id] and could_ever_fit(
+                    by_id[b].gpu_count, [meta[x.node]], by_id[b].needs
+                ):
+                    assert not set(x.gpus) & set(eligible(meta[x.node], x.gpus, by_id[b].needs)), (x, b)
 
     # Backfill never delays a reservation: at each reserved start, with every job started now running
     # to its time limit, the reserved node still has the GPUs.
@@ -555,12 +572,13 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
         ends.setdefault(x.node, []).append((NOW.timestamp() + t if t else INF, -x.gpus.__len__()))
     for k, res in enumerate(result.reservations):
         assert could_ever_fit(res.gpu_count, [meta[res.node]], by_id[res.job_id].needs)
-        at = res.start.timestamp()
+        at = res.start.timestamp() if res.start is not None else INF
         free_then = len(free[res.node]) + sum(g for end, g in ends.get(res.node, []) if g > 0 and end <= at)
-        free_then -= sum(-g for end, g in ends.get(res.node, []) if g < 0 and end > at)
+        free_then -= sum(-g for end, g in ends.get(res.node, []) if g < 0 and (end > at or end == INF))
         for earlier in result.reservations[:k]:
             t = by_id[earlier.job_id].time_limit or INF
-            if earlier.node == res.node and earlier.start.timestamp() <= at < earlier.start.timestamp() + t:
+            begin = earlier.start.timestamp() if earlier.start is not None else INF
+            if earlier.node == res.node and begin <= at and (at < begin + t or begin + t == INF):
                 free_then -= earlier.gpu_count
         assert free_then >= res.gpu_count, (res, result)
 
