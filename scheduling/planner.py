@@ -596,6 +596,8 @@ class _Walk:
             for victim in by_node[node]:
                 if self.fits_after(job, node, free, chosen):
                     break
+                if victim.gpus and not eligible(self.meta[node], victim.gpus, job.needs):
+                    continue  # its GPUs are of no use to the job
                 chosen.append(victim)
             if (
                 chosen

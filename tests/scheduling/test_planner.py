@@ -22,6 +22,7 @@ from scheduling.planner import (
     RunningJob,
     Snapshot,
     Start,
+    Wait,
     plan,
     queue_order,
 )
@@ -367,6 +368,175 @@ def test_preemption_spares_jobs_not_marked_preemptible_or_above_the_victim_tier(
         snap(job(1, priority=30), free=(), run=run, policies=Policies(preemption=Preemption(30, 0))), NOW
     )
     assert result.preempts == ()
+
+
+# --- promises that hold: starvation, reservations, preemption, quotas, chains (issue 13) ---------------
+
+H100, A10 = GpuSpec(81920, "NVIDIA H100 80GB HBM3"), GpuSpec(24576, "NVIDIA A10")
+
+
+def test_a_job_waiting_longer_than_the_threshold_goes_ahead_of_every_higher_priority_job():
+    ageing = Policies(ageing=Ageing(threshold_seconds=86400, boost_per_hour=1, max_boost=20))
+    month_old = PendingJob(id=1, gpu_count=1, priority=0, submitted_at=NOW - timedelta(days=30))
+    hour_old = PendingJob(id=2, gpu_count=1, priority=30, submitted_at=NOW - timedelta(hours=1))
+    result = plan(snap(hour_old, month_old, free=(0,), policies=ageing), NOW)
+    assert result.order == (1, 2) and result.starts == (Start(1, "n", (0,)),)
+
+
+def test_starving_jobs_go_longest_waiting_first_so_nothing_later_passes_them():
+    ageing = Policies(ageing=Ageing(threshold_seconds=3600))
+    older = PendingJob(id=1, gpu_count=1, priority=0, submitted_at=NOW - timedelta(hours=5))
+    newer_urgent = PendingJob(id=2, gpu_count=1, priority=30, submitted_at=NOW - timedelta(hours=2))
+    assert [j.id for j in queue_order(snap(newer_urgent, older, policies=ageing), NOW)] == [1, 2]
+
+
+def test_a_starving_job_is_reserved_before_anything_of_lower_rank():
+    busy = running(50, gpus=1, minutes_ago=0, time_limit=600)
+    starving = PendingJob(id=1, gpu_count=2, priority=0, submitted_at=NOW - timedelta(days=2), time_limit=60)
+    urgent_long = job(2, priority=30, time_limit=3600)
+    policies = Policies(backfill=True, ageing=Ageing(threshold_seconds=86400))
+    result = plan(snap(urgent_long, starving, free=(1,), run=[busy], policies=policies), NOW)
+    assert (result.reservations[0].job_id, result.reservations[0].start) == (1, NOW + timedelta(minutes=10))
+    assert result.starts == ()  # the urgent job, run to its limit, would delay the starving one
+
+
+def test_ageing_and_expiry_count_from_when_the_job_became_able_to_wait():
+    released = PendingJob(
+        id=1,
+        gpu_count=1,
+        priority=10,
+        submitted_at=NOW - timedelta(hours=5),
+        waiting_since=NOW - timedelta(minutes=1),  # scheduled for then, released now
+    )
+    result = plan(snap(released, policies=Policies(expiry_seconds=4 * 3600)), NOW)
+    assert result.fails == () and result.starts == (Start(1, "n", (0,)),)
+    ageing = Policies(ageing=Ageing(threshold_seconds=3600, boost_per_hour=0))
+    fresh = job(2, priority=20)
+    assert [j.id for j in queue_order(snap(released, fresh, policies=ageing), NOW)] == [2, 1]
+
+
+def test_a_running_job_without_a_time_limit_does_not_turn_off_the_reservation():
+    # Node of 2 GPUs, one held by a job of unknown length. Job 1 needs both: it is reserved for once that
+    # job ends; job 2 (no limit) would hold its GPU through then, so it waits; job 3 (60 s) may backfill.
+    endless = running(50, gpus=1, minutes_ago=5)
+    jobs = (job(1, gpus=2, time_limit=3600), job(2, age=1), job(3, age=2, time_limit=60))
+    result = plan(snap(*jobs, free=(1,), run=[endless], policies=Policies(backfill=True)), NOW)
+    assert [(r.job_id, r.node, r.start) for r in result.reservations] == [(1, "n", None)]
+    assert result.starts == (Start(3, "n", (1,)),)
+    assert reasons(result)[2] == Reason.RESOURCES
+    assert "once running jobs without a time limit end" in result.waits[0].detail
+
+
+def test_a_job_held_by_its_users_cap_is_reserved_from_when_the_cap_frees():
+    # Alice may run one job; hers ends at +100 s. Her next job needs both GPUs from then: bob's job of
+    # 10,000 s must not take the free GPU, his job of 50 s may.
+    alices = running(50, gpus=1, owner=7, minutes_ago=0, time_limit=100)
+    held = job(1, gpus=2, owner=7, time_limit=3600)
+    long, short = job(2, owner=8, age=1, time_limit=10_000), job(3, owner=8, age=2, time_limit=50)
+    policies = Policies(backfill=True, limits=Limits(user_max_concurrent=1))
+    result = plan(snap(held, long, short, free=(1,), run=[alices], policies=policies), NOW)
+    assert [(r.job_id, r.start) for r in result.reservations[:1]] == [(1, NOW + timedelta(seconds=100))]
+    assert result.starts == (Start(3, "n", (1,)),)
+    assert reasons(result)[1] == Reason.USER_LIMIT and "reserved on n from" in result.waits[0].detail
+
+
+def test_a_job_that_cannot_be_placed_does_not_hold_the_queue_in_strict_order():
+    nodes = (NodeFree("h100", (), {0: H100, 1: H100}), NodeFree("a10", (0, 1), {0: A10, 1: A10}))
+    busy = running(50, node="h100", gpus=2)
+    wants_h100 = job(1, needs=Needs(model="*H100*"))
+    result = plan(
+        snap(wants_h100, job(2, age=1), job(3, gpus=2, age=2), job(4, age=3), nodes=nodes, run=[busy]), NOW
+    )
+    assert result.starts == (Start(2, "a10", (0,)),)  # job 1 could not use the A10s
+    # Job 3 does not fit and keeps the A10 it could use: job 4 waits behind it (strict order).
+    assert reasons(result) == {1: Reason.RESOURCES, 3: Reason.PRIORITY, 4: Reason.PRIORITY}
+
+
+def test_a_chain_of_dependencies_fails_in_one_plan():
+    chain = (
+        job(3, depends_on=(2,), priority=30),
+        job(2, depends_on=(1,), priority=20),
+        job(1, depends_on=(100,)),
+    )
+    result = plan(snap(*chain, dead=frozenset({100})), NOW)
+    assert sorted((f.job_id, f.reason, f.detail) for f in result.fails) == [
+        (1, Reason.DEPENDENCY, "job 100 did not complete"),
+        (2, Reason.DEPENDENCY, "job 1 did not complete"),
+        (3, Reason.DEPENDENCY, "job 2 did not complete"),
+    ]
+
+
+def test_a_quota_admits_a_job_only_if_its_time_limit_fits_in_what_remains():
+    # One GPU-second left of 2 GPU-hours: four 8-GPU jobs of an hour must not start.
+    burst = [job(i, gpus=8, owner=7, age=i, time_limit=3600) for i in range(1, 5)]
+    nodes = tuple(NodeFree(f"n{i}", tuple(range(8))) for i in range(4))
+    quota = {7: Quota(daily=7200)}
+    result = plan(snap(*burst, nodes=nodes, user_quota=quota, user_day={7: 7199.0}), NOW)
+    assert result.starts == () and set(reasons(result).values()) == {Reason.QUOTA}
+    assert "0.0 GPU-hours left; this job may use 8.0" in result.waits[0].detail
+    lenient = plan(
+        snap(
+            *burst,
+            nodes=nodes,
+            user_quota=quota,
+            user_day={7: 7199.0},
+            policies=Policies(quota_admit="any_remaining"),
+        ),
+        NOW,
+    )
+    assert len(lenient.starts) == 4  # the switch: any remaining GPU time admits
+
+
+def test_a_burst_of_starts_cannot_overshoot_a_quota():
+    jobs = [job(i, owner=7, age=i, time_limit=3600) for i in range(1, 5)]
+    nodes = (NodeFree("n", tuple(range(8))),)
+    result = plan(snap(*jobs, nodes=nodes, user_quota={7: Quota(daily=2 * 3600)}), NOW)
+    assert [s.job_id for s in result.starts] == [1, 2]  # two GPU-hours: two one-hour jobs
+    assert reasons(result) == {3: Reason.QUOTA, 4: Reason.QUOTA}
+
+
+def test_preemption_picks_victims_only_where_the_preemptor_could_then_run():
+    nodes = (NodeFree("h100", (), {0: H100}), NodeFree("a10", (), {0: A10}))
+    on_a10 = running(50, node="a10", priority=0, preemptible=True, gpus=1)
+    on_h100 = running(51, node="h100", priority=10, preemptible=True, gpus=1)
+    urgent = job(1, priority=30, needs=Needs(model="*H100*"))
+    result = plan(
+        snap(urgent, nodes=nodes, run=[on_a10, on_h100], policies=Policies(preemption=Preemption(30, 10))),
+        NOW,
+    )
+    assert result.preempts == (Preempt(51, 1),)  # not the A10 job, though its priority is lower
+    mixed = (NodeFree("m", (), {0: A10, 1: H100}),)
+    victims = [
+        RunningJob(50, "m", 1, NOW - timedelta(hours=1), priority=0, preemptible=True, gpus=(0,)),
+        RunningJob(51, "m", 1, NOW - timedelta(hours=2), priority=0, preemptible=True, gpus=(1,)),
+    ]
+    result = plan(
+        snap(urgent, nodes=mixed, run=victims, policies=Policies(preemption=Preemption(30, 0))), NOW
+    )
+    assert result.preempts == (Preempt(51, 1),)  # the one holding the H100, not the newest
+
+
+def test_no_new_victim_while_earlier_victims_are_still_stopping():
+    stopping = running(50, priority=0, preemptible=True, stopping=True)
+    other = running(51, priority=0, preemptible=True)
+    urgent = job(1, gpus=2, priority=30)
+    result = plan(
+        snap(urgent, free=(), run=[stopping, other], policies=Policies(preemption=Preemption(30, 0))), NOW
+    )
+    assert result.preempts == ()
+    assert result.waits == (Wait(1, Reason.PREEMPTING, "waits for job 50 to stop"),)
+
+
+def test_a_job_is_not_preempted_before_its_minimum_runtime():
+    young = running(50, priority=0, preemptible=True, minutes_ago=1)
+    old = running(51, priority=0, preemptible=True, minutes_ago=30)
+    rule = Preemption(30, 0, min_runtime_seconds=600)
+    result = plan(
+        snap(job(1, priority=30), free=(), run=[young, old], policies=Policies(preemption=rule)), NOW
+    )
+    assert result.preempts == (Preempt(51, 1),)  # the newest would go first without the rule
+    alone = plan(snap(job(1, priority=30), free=(), run=[young], policies=Policies(preemption=rule)), NOW)
+    assert alone.preempts == () and reasons(alone) == {1: Reason.RESOURCES}
 
 
 # --- invariants ---------------------------------------------------------------------------------------
