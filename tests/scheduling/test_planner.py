@@ -755,3 +755,75 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
     # Deterministic, whatever the input order.
     assert plan(replace(s, pending=tuple(reversed(jobs))), NOW) == result
     assert [j.id for j in queue_order(s, NOW)] == list(result.order)
+
+
+@st.composite
+def busy_cluster(draw):
+    """Two nodes of 4 GPUs whose busy GPUs are all held by running jobs with time limits, and a queue
+    with jobs of every age (some waited days) and priority, with and without time limits."""
+    nodes, run = [], []
+    for name in ("a", "b"):
+        used = 0
+        for gpus in draw(st.lists(st.integers(1, 2), max_size=3)):
+            if used + gpus > 4:
+                break
+            run.append(
+                RunningJob(
+                    id=1000 + len(run),
+                    node=name,
+                    gpu_count=gpus,
+                    started_at=NOW - timedelta(seconds=draw(st.integers(0, 3000))),
+                    owner=draw(st.integers(1, 3)),
+                    time_limit=draw(st.sampled_from([600.0, 3600.0])),
+                    gpus=tuple(range(used, used + gpus)),
+                )
+            )
+            used += gpus
+        nodes.append(NodeFree(name, tuple(range(used, 4))))
+    pending = draw(
+        st.lists(
+            st.builds(
+                PendingJob,
+                id=st.integers(1, 200),
+                gpu_count=st.integers(1, 4),
+                priority=st.sampled_from([0, 10, 30]),
+                submitted_at=st.integers(0, 3 * 86400).map(lambda s: NOW - timedelta(seconds=s)),
+                owner=st.integers(1, 3),
+                time_limit=st.sampled_from([60.0, 600.0, 3600.0, None]),
+            ),
+            max_size=20,
+            unique_by=lambda j: j.id,
+        )
+    )
+    return tuple(nodes), tuple(run), tuple(pending)
+
+
+@settings(max_examples=300, deadline=None)
+@given(busy_cluster(), st.sampled_from([None, 1, 2]), st.booleans())
+def test_starving_jobs_are_ordered_first_and_reserved_ahead_of_everything_else(cluster, user_cap, fresh):
+    """The guarantee in the README: a job waiting longer than the ageing threshold goes ahead of every
+    job that has waited less, whatever its priority, and (with backfill) is reserved; no job started
+    now, run to its time limit, delays that reservation (test_invariants checks the arithmetic)."""
+    nodes, run, pending = cluster
+    if fresh:  # urgent work submitted just now does not pass a starving job
+        pending += tuple(
+            PendingJob(id=300 + i, gpu_count=1, priority=100, submitted_at=NOW) for i in range(3)
+        )
+    threshold = 86400
+    policies = Policies(
+        backfill=True, ageing=Ageing(threshold_seconds=threshold), limits=Limits(user_max_concurrent=user_cap)
+    )
+    result = plan(Snapshot(pending, nodes, run, policies), NOW)
+    by_id = {j.id: j for j in pending}
+    starving = [j for j in result.order if NOW.timestamp() - by_id[j].since_ts > threshold]
+    assert list(result.order[: len(starving)]) == starving
+    assert starving == sorted(starving, key=lambda j: (by_id[j].since_ts, j))
+    reserved = {r.job_id for r in result.reservations}
+    started = {s.job_id for s in result.starts}
+    rank = {j: i for i, j in enumerate(result.order)}
+    for w in result.waits:
+        if w.reason == Reason.RESOURCES and w.job_id in starving:
+            endless_ahead = any(
+                by_id[j].time_limit is None and rank[j] < rank[w.job_id] for j in started | reserved
+            )
+            assert w.job_id in reserved or endless_ahead, (w, result)
