@@ -323,6 +323,8 @@ class _Walk:
         self.preempts: list[Preempt] = []
         self.reservations: list[Reservation] = []
         self.doomed = doomed_by_dependencies(s)
+        # Expiry counts from when a job became able to wait: those able to wait before this expire.
+        self.expire_before = -INF if p.expiry_seconds is None else self.now_ts - p.expiry_seconds
         self.free = {node.name: sorted(node.free) for node in s.nodes}
         self.free_total = sum(len(g) for g in self.free.values())
         self.meta = {node.name: node for node in s.nodes}
@@ -366,6 +368,8 @@ class _Walk:
         else:
             self.off_peak_wait = f"off-peak only; the window opens {p.off_peak.next_start(now).isoformat()}"
         self.quotas_on = bool(s.user_quota or s.team_quota)
+        self.quota_cache: dict[tuple, object] = {}  # rooms (quota_room) and details, until a charge
+        self.quota_left_cache: dict[tuple, float] = {}
         self.user_used = {"day": dict(s.user_day), "week": dict(s.user_week)}
         self.team_used = {"day": dict(s.team_day), "week": dict(s.team_week)}
         # Caches, each valid until something is booked or started.
@@ -401,8 +405,8 @@ class _Walk:
 
     def fails_now(self, job: PendingJob) -> bool:
         """Expiry (counted from when the job became able to wait) and failed dependencies."""
-        expiry = self.policies.expiry_seconds
-        if expiry is not None and self.now_ts - job.since_ts > expiry:
+        if job.since_ts < self.expire_before:
+            expiry = self.policies.expiry_seconds or 0
             self.fails.append(Fail(job.id, R_EXPIRED, f"waited longer than {expiry / 3600:g} h"))
             return True
         if job.id in self.doomed:
@@ -422,9 +426,13 @@ class _Walk:
         if job.off_peak_only and self.off_peak_wait is not None:
             return R_OFF_PEAK, self.off_peak_wait
         if self.quotas_on:
-            detail = self.quota_block(job)
-            if detail:
-                return R_QUOTA, detail
+            room = self.quota_left(job)
+            cost = self.quota_cost(job)
+            if room <= 0 or cost > room:
+                key = (job.owner, job.team, cost)
+                if key not in self.quota_cache:
+                    self.quota_cache[key] = self.quota_block(job)
+                return R_QUOTA, self.quota_cache[key] or ""
         limits = p.limits
         if limits.max_concurrent is not None and self.running_total >= limits.max_concurrent:
             return R_GLOBAL_LIMIT, f"{self.running_total} of {limits.max_concurrent} jobs running"
@@ -448,25 +456,52 @@ class _Walk:
         """Why the owner's or team's quota does not admit this job, or None. Under "time_limit" the job's
         whole time limit must fit in what remains, so a burst of starts cannot overshoot."""
         cost = self.quota_cost(job)
-        checks = [("your", self.s.user_quota.get(job.owner), self.user_used, job.owner)]
+        rooms = [self.quota_room("your", self.s.user_quota, self.user_used, job.owner)]
         if job.team is not None:
-            checks.append(("the team's", self.s.team_quota.get(job.team), self.team_used, job.team))
-        for whose, quota, used, key in checks:
-            if quota is None:
+            rooms.append(self.quota_room("the team's", self.s.team_quota, self.team_used, job.team))
+        for room in rooms:
+            if room is None:
                 continue
-            for window, limit in (("day", quota.daily), ("week", quota.weekly)):
-                name = f"{whose} {'daily' if window == 'day' else 'weekly'}"
-                spent = used[window].get(key, 0.0)
-                if limit is None:
-                    continue
-                if spent >= limit:
-                    return f"{name} quota is used up ({spent / 3600:.1f} of {limit / 3600:.1f} GPU-hours)"
-                if spent + cost > limit:
-                    return (
-                        f"{name} quota has {(limit - spent) / 3600:.1f} GPU-hours left; this job may use "
-                        f"{cost / 3600:.1f} ({job.gpu_count} GPU(s) × its time limit)"
-                    )
+            name, spent, limit = room
+            if spent >= limit:
+                return f"{name} quota is used up ({spent / 3600:.1f} of {limit / 3600:.1f} GPU-hours)"
+            if spent + cost > limit:
+                return (
+                    f"{name} quota has {(limit - spent) / 3600:.1f} GPU-hours left; this job may use "
+                    f"{cost / 3600:.1f} ({job.gpu_count} GPU(s) × its time limit)"
+                )
         return None
+
+    def quota_left(self, job: PendingJob) -> float:
+        """GPU-seconds left to the job in the tightest quota of its owner and team (INF: no quota)."""
+        key = (job.owner, job.team)
+        left = self.quota_left_cache.get(key)
+        if left is None:
+            left = INF
+            rooms = [self.quota_room("your", self.s.user_quota, self.user_used, job.owner)]
+            if job.team is not None:
+                rooms.append(self.quota_room("the team's", self.s.team_quota, self.team_used, job.team))
+            for room in rooms:
+                if room is not None:
+                    left = min(left, room[2] - room[1])
+            self.quota_left_cache[key] = left
+        return left
+
+    def quota_room(self, whose: str, quotas, used, key) -> tuple[str, float, float] | None:
+        """The tightest quota window of a user or team: (its name, GPU-seconds spent, limit), cached
+        until a start charges it."""
+        cache_key = (whose, key)
+        if cache_key not in self.quota_cache:
+            quota, tightest = quotas.get(key), None
+            if quota is not None:
+                for window, limit, label in (("day", quota.daily, "daily"), ("week", quota.weekly, "weekly")):
+                    if limit is None:
+                        continue
+                    spent = used[window].get(key, 0.0)
+                    if tightest is None or limit - spent < tightest[2] - tightest[1]:
+                        tightest = (f"{whose} {label}", spent, limit)
+            self.quota_cache[cache_key] = tightest
+        return self.quota_cache[cache_key]
 
     def quota_cost(self, job: PendingJob) -> float:
         if self.policies.quota_admit != "time_limit" or not job.time_limit:
@@ -533,6 +568,8 @@ class _Walk:
         self.busy_nodes.add(node)
         cost = self.quota_cost(job)
         if cost:
+            self.quota_cache.clear()
+            self.quota_left_cache.clear()
             for window in ("day", "week"):
                 used = self.user_used[window]
                 used[job.owner] = used.get(job.owner, 0.0) + cost
