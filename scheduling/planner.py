@@ -4,10 +4,12 @@ Standard library only. `plan(snapshot, now)` reads frozen dataclasses and return
 queries, logs or publishes, and it is deterministic. The same function runs live (the tick), forward in
 simulated time (estimated start times, scheduling.estimates) and in tests and benchmarks.
 
-One walk over the waiting jobs in queue order applies every policy. A job held by a policy of its own
-(dependency, quota, limit, window, conflict) does not hold back the jobs behind it; the first job that
-does not fit holds every job behind it (strict order) unless backfill is on, in which case it gets a
-reservation and a lower job may start only if, run to its time limit, it cannot delay any reservation.
+One walk over the waiting jobs in queue order (`_Walk.consider`, one named step per policy) applies every
+policy. A job held by a policy of its own (dependency, quota, limit, window, conflict) does not hold back
+the jobs behind it. A job that does not fit keeps the free GPUs it could use from the jobs behind it
+(strict order), unless backfill is on, in which case it gets a reservation and a lower job may start only
+if, run to its time limit, it cannot delay any reservation. The guarantees (no starvation past the ageing
+threshold, reservations that backfill cannot delay) are property tests in tests/scheduling/test_planner.py.
 """
 
 import enum
@@ -663,13 +665,13 @@ class _Walk:
         detail = self.resources_detail[(need, needs)]
         if self.policies.backfill:
             detail += self.reserve(job, self.now_ts)
-        else:
-            self.hold_for(job)
         self.waits.append(Wait(job.id, R_RESOURCES, detail))
 
     def set_head(self, job: PendingJob) -> None:
         if self.head is None:
             self.head, self.behind = job, f"behind job {job.id}"
+        if not self.policies.backfill:
+            self.hold_for(job)
 
     def hold_for(self, job: PendingJob) -> None:
         """Strict order: the free GPUs this job could use are kept for it from jobs behind."""

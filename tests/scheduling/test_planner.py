@@ -527,6 +527,16 @@ def test_no_new_victim_while_earlier_victims_are_still_stopping():
     assert result.waits == (Wait(1, Reason.PREEMPTING, "waits for job 50 to stop"),)
 
 
+def test_jobs_behind_a_preempting_job_leave_it_the_free_gpus_it_will_need():
+    victim = running(50, priority=0, preemptible=True)
+    urgent, later = job(1, gpus=2, priority=30), job(2, age=1)
+    result = plan(
+        snap(urgent, later, free=(1,), run=[victim], policies=Policies(preemption=Preemption(30, 0))), NOW
+    )
+    assert result.preempts == (Preempt(50, 1),) and result.starts == ()
+    assert reasons(result) == {1: Reason.PREEMPTING, 2: Reason.PRIORITY}
+
+
 def test_a_job_is_not_preempted_before_its_minimum_runtime():
     young = running(50, priority=0, preemptible=True, minutes_ago=1)
     old = running(51, priority=0, preemptible=True, minutes_ago=30)
