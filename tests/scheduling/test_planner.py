@@ -769,8 +769,8 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
 
 @st.composite
 def busy_cluster(draw):
-    """Two nodes of 4 GPUs whose busy GPUs are all held by running jobs with time limits, and a queue
-    with jobs of every age (some waited days) and priority, with and without time limits."""
+    """Two nodes of 4 GPUs whose busy GPUs are all held by running jobs (some without a time limit), and
+    a queue with jobs of every age (some waited days) and priority, with and without time limits."""
     nodes, run = [], []
     for name in ("a", "b"):
         used = 0
@@ -784,7 +784,7 @@ def busy_cluster(draw):
                     gpu_count=gpus,
                     started_at=NOW - timedelta(seconds=draw(st.integers(0, 3000))),
                     owner=draw(st.integers(1, 3)),
-                    time_limit=draw(st.sampled_from([600.0, 3600.0])),
+                    time_limit=draw(st.sampled_from([600.0, 3600.0, None])),
                     gpus=tuple(range(used, used + gpus)),
                 )
             )
@@ -810,10 +810,12 @@ def busy_cluster(draw):
 
 @settings(max_examples=300, deadline=None)
 @given(busy_cluster(), st.sampled_from([None, 1, 2]), st.booleans())
-def test_starving_jobs_are_ordered_first_and_reserved_ahead_of_everything_else(cluster, user_cap, fresh):
-    """The guarantee in the README: a job waiting longer than the ageing threshold goes ahead of every
-    job that has waited less, whatever its priority, and (with backfill) is reserved; no job started
-    now, run to its time limit, delays that reservation (test_invariants checks the arithmetic)."""
+def test_starving_jobs_go_first_and_every_blocked_job_is_reserved(cluster, user_cap, fresh):
+    """The guarantees in the README. A job waiting longer than the ageing threshold goes ahead of every
+    job that has waited less, whatever its priority. With backfill every job that waits for GPUs, or for
+    its user's cap to free, holds a reservation (at an unknown time if it waits for jobs without a time
+    limit), unless a job ahead of it took the GPUs for good or for that unknown time; test_invariants checks
+    that no job started now, run to its time limit, delays any reservation."""
     nodes, run, pending = cluster
     if fresh:  # urgent work submitted just now does not pass a starving job
         pending += tuple(
@@ -831,9 +833,16 @@ def test_starving_jobs_are_ordered_first_and_reserved_ahead_of_everything_else(c
     reserved = {r.job_id for r in result.reservations}
     started = {s.job_id for s in result.starts}
     rank = {j: i for i, j in enumerate(result.order)}
+    # Booked for good, or for once jobs without a time limit have ended (a time nothing orders further).
+    endless = {j for j in started | reserved if by_id[j].time_limit is None}
+    endless |= {r.job_id for r in result.reservations if r.start is None}
     for w in result.waits:
-        if w.reason == Reason.RESOURCES and w.job_id in starving:
-            endless_ahead = any(
-                by_id[j].time_limit is None and rank[j] < rank[w.job_id] for j in started | reserved
-            )
+        endless_ahead = any(rank[j] < rank[w.job_id] for j in endless)
+        if w.reason == Reason.RESOURCES:
             assert w.job_id in reserved or endless_ahead, (w, result)
+        if w.reason == Reason.USER_LIMIT:
+            owner = by_id[w.job_id].owner
+            theirs = [r.time_limit for r in run if r.owner == owner]
+            theirs += [by_id[j].time_limit for j in started if by_id[j].owner == owner]
+            if all(theirs):  # the cap frees at a known time
+                assert w.job_id in reserved or endless_ahead, (w, result)
