@@ -1,11 +1,18 @@
 """Estimated start ranges: the planner run forward over what is known of each job's length. A table of
-cases, no database (what is known is passed in)."""
+cases without the database (what is known is passed in), then what is known read from it."""
 
 from datetime import UTC, datetime, timedelta
 
+from django.utils import timezone
+
 from gpus.placement import NodeFree
+from scheduling import events, selectors
 from scheduling.estimates import Estimate, Known, estimate_starts, running_end
+from scheduling.models import Event, Job
 from scheduling.planner import PendingJob, RunningJob, Snapshot
+from scheduling.states import Status
+from scheduling.tick import tick
+from tests.factories import make_job
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 GRACE = 10.0
@@ -74,3 +81,42 @@ def test_a_waiting_job_without_a_time_limit_makes_the_latest_start_of_those_behi
     result = estimates(first, second, free=(0, 1), known={1: Known(median=600)})
     assert result[1] == Estimate(NOW, NOW)
     assert result[2] == Estimate(NOW + timedelta(seconds=600), None)
+
+
+# --- what is known, read from the database ----------------------------------------------------------
+
+
+def test_the_queue_estimate_uses_a_running_jobs_reported_progress(alice, node, settings):
+    busy = make_job(alice, gpu_count=2, argv=["train.py"], time_limit_seconds=7200)
+    tick()
+    started = timezone.now() - timedelta(seconds=600)
+    Job.objects.filter(pk=busy.pk).update(started_at=started)
+    events.emit_progress(busy.pk, {"fraction": 0.25, "message": "epoch 1"})
+    at = started + timedelta(seconds=300)  # a quarter done after 300 s: it ends at start + 1200 s
+    Event.objects.filter(kind=Event.Kind.PROGRESS, job_id=busy.pk).update(at=at)
+    waiting_job = make_job(alice, argv=["eval.py"], time_limit_seconds=60)
+    entry = next(e for e in selectors.queue().pending if e.job.pk == waiting_job.pk)
+    assert entry.estimated_start == started + timedelta(seconds=1200)
+    assert entry.estimated_start_latest == started + timedelta(
+        seconds=7200 + settings.GPUQ_KILL_GRACE_SECONDS
+    )
+
+
+def test_the_queue_estimate_uses_the_history_of_similar_jobs(alice, node):
+    now = timezone.now()
+    for minutes in (10, 20, 30):  # the same program finished in a median of 20 minutes
+        make_job(
+            alice,
+            argv=["train.py"],
+            status=Status.COMPLETED,
+            started_at=now - timedelta(hours=2),
+            finished_at=now - timedelta(hours=2) + timedelta(minutes=minutes),
+        )
+    busy = make_job(alice, gpu_count=2, argv=["train.py"])  # no time limit: only history bounds it…
+    tick()
+    started = now - timedelta(minutes=5)
+    Job.objects.filter(pk=busy.pk).update(started_at=started)
+    waiting_job = make_job(alice, argv=["eval.py"])
+    entry = next(e for e in selectors.queue().pending if e.job.pk == waiting_job.pk)
+    assert entry.estimated_start == started + timedelta(minutes=20)
+    assert entry.estimated_start_latest is None and entry.estimated  # …so there is no latest start
