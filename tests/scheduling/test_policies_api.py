@@ -523,3 +523,15 @@ def test_quota_admission_and_minimum_runtime_are_policy_keys(root):
         assert api_for(root).post("/api/v1/policies", body, format="json").status_code == 201
     planned = to_planner(enabled_configs())
     assert planned.quota_admit == "any_remaining" and planned.preemption.min_runtime_seconds == 600
+
+
+def test_a_job_approved_after_a_long_wait_for_approval_does_not_expire_at_once(alice, root, team, node, raw):
+    set_policy(PolicyType.APPROVAL, enabled=True, config={"max_gpus": 1})
+    set_policy(PolicyType.EXPIRY, enabled=True, config={"max_wait_hours": 1})
+    set_policy(PolicyType.QUEUE_PAUSE, enabled=True)
+    job = submit(alice, gpu_count=2)
+    Job.objects.filter(pk=job.pk).update(submitted_at=timezone.now() - timedelta(hours=3))
+    lead = make_user("lena", level=Level.LEAD, team=team)
+    assert api_for(lead).post(f"/api/v1/jobs/{job.pk}/approve").status_code == 200
+    tick()
+    assert status_of(job) == Status.PENDING and waiting(job)[0] == "queue_paused"
