@@ -2,12 +2,13 @@
 
 It claims the attempt by compare-and-set (dispatched → running, fenced by the attempt's lease token),
 so a duplicate delivery runs nothing. The job's argv runs without a shell in its own process group,
-with an allow-listed environment. A monitor loop heartbeats (on the database's clock), reads progress,
-honours stop requests, the time limit and the watchdog, and rides out database errors with backoff. A
-fence thread that makes no database call stops the job once the monitor has not reached the database
-for a whole lease (scheduling.leases), so the job is gone before anyone may take its lease, even when a
-database call hangs. The outcome is recorded by one transition that also closes the attempt and
-releases the GPUs; it is retried with backoff for as long as the database is away, so a job that
+with an allow-listed environment, as the Unix account run-as chooses (scheduling/runas.py), in folders
+that account owns; its log stays the server's. A monitor loop heartbeats (on the database's clock),
+reads progress, honours stop requests, the time limit and the watchdog, and rides out database errors
+with backoff. A fence thread that makes no database call stops the job once the monitor has not reached
+the database for a whole lease (scheduling.leases), so the job is gone before anyone may take its lease,
+even when a database call hangs. The outcome is recorded by one transition that also closes the attempt
+and releases the GPUs; it is retried with backoff for as long as the database is away, so a job that
 finished is never run again because of a database error.
 """
 
@@ -28,7 +29,7 @@ from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from scheduling import batching, events, leases, policies, procs
+from scheduling import batching, events, leases, policies, procs, runas
 from scheduling.models import Attempt, Job, StopRequest
 from scheduling.outage import Outage, drop_connection
 from scheduling.states import Status
@@ -39,7 +40,7 @@ log = logging.getLogger("gpuq.executor")
 
 
 def job_dir(job_id: int) -> Path:
-    return settings.DATA_DIR / "jobs" / str(job_id)
+    return settings.GPUQ_JOBS_DIR / str(job_id)
 
 
 def checkpoint_dir(job_id: int) -> Path:
@@ -199,6 +200,7 @@ class Execution:
         self.fence: Fence | None = None
         self.identity: dict = {}
         self.progress = job.progress
+        self.account: runas.Account | None = None  # the Unix account the job runs as
 
     def run(self) -> str:
         """Run the attempt. Errors writing the job's files (a full disk, say) fail it at once with the
@@ -215,25 +217,34 @@ class Execution:
 
     def _run(self) -> str:
         job = self.job
-        job_dir(job.pk).mkdir(parents=True, exist_ok=True)
-        checkpoint_dir(job.pk).mkdir(parents=True, exist_ok=True)
-        settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
+        runas.prepare_roots()
         log_path = settings.GPUQ_LOG_DIR / f"job-{job.pk}.log"
-        argv, env = job.argv, job_environment(job)
         batch = [job, *self.members]
-        if self.members:
-            for member in self.members:
-                job_dir(member.pk).mkdir(parents=True, exist_ok=True)
-            manifest = job_dir(job.pk) / "batch.json"
-            batching.write_manifest(job, batch, job_dir, manifest)
-            argv, env["GPUQ_BATCH_MANIFEST"] = batching.batch_argv(job, manifest), str(manifest)
         until_recorded(
             f"job {job.pk}: log path",
             lambda: Job.objects.filter(pk__in=[j.pk for j in batch], lease_token=self.token).update(
                 log_path=str(log_path)
             ),
         )
-        with open(log_path, "ab", buffering=0) as log_file:
+        # The log stays the server's (0600): the job writes through the descriptor it inherits, and no
+        # other job can read it.
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fchmod(log_fd, 0o600)
+        with open(log_fd, "ab", buffering=0) as log_file:
+            try:
+                self.account = runas.job_account(job.owner)
+                for root in (settings.GPUQ_JOBS_DIR, settings.GPUQ_CHECKPOINT_ROOT):
+                    runas.check_reachable(root, self.account)
+            except runas.RunAsError as error:
+                log_file.write(f"=== gpuq: {error} ===\n".encode())
+                return self._finish(Outcome(Status.FAILED, "run-as", error=str(error)))
+            try:
+                argv, env = self._prepare(batch)
+            except OSError as error:
+                log_file.write(f"=== gpuq: could not prepare its folders: {error} ===\n".encode())
+                return self._finish(
+                    Outcome(Status.FAILED, "could not start", error=f"could not start: {error}")
+                )
             members = f" with batch members {[m.pk for m in self.members]}" if self.members else ""
             log_file.write(
                 f"=== gpuq: attempt {job.attempt} on GPU {job.gpu_indices}{members} ===\n".encode()
@@ -251,6 +262,7 @@ class Execution:
                     start_new_session=True,  # own process group: signals reach the job's children too
                     preexec_fn=procs.die_with_parent,
                     close_fds=True,
+                    **self.account.popen_kwargs(),
                 )
             except (OSError, ValueError) as error:  # ValueError: a NUL byte in argv or env
                 log_file.write(f"=== gpuq: could not start: {error} ===\n".encode())
@@ -272,6 +284,21 @@ class Execution:
             except OSError:
                 pass  # the outcome is what matters now; a full disk must not lose it
         return self._finish(outcome)
+
+    def _prepare(self, batch: list[Job]) -> tuple[list[str], dict[str, str]]:
+        """The job's folders (its account's, 0700), its argv and environment (a batch: its manifest)."""
+        job, account = self.job, self.account
+        runas.prepare_job_folder(job_dir(job.pk), account)
+        runas.prepare_job_folder(checkpoint_dir(job.pk), account)
+        argv, env = job.argv, {**job_environment(job), **account.environment()}
+        if self.members:
+            for member in self.members:  # the batch writes each member's result file there
+                runas.prepare_job_folder(job_dir(member.pk), account)
+            manifest = job_dir(job.pk) / "batch.json"
+            batching.write_manifest(job, batch, job_dir, manifest)
+            runas.hand_over(manifest, account)
+            argv, env["GPUQ_BATCH_MANIFEST"] = batching.batch_argv(job, manifest), str(manifest)
+        return argv, env
 
     def _monitor(self, child: subprocess.Popen, log_file) -> Outcome:
         """Watch the process until it ends or must be stopped: heartbeats, progress, stop requests, the
@@ -356,7 +383,7 @@ class Execution:
     def _activity(self, log_file) -> tuple:
         """What changes when the job shows signs of life: its log's size and its progress file."""
         try:
-            progress = (job_dir(self.job.pk) / "progress.json").stat()
+            progress = (job_dir(self.job.pk) / "progress.json").lstat()
             progress_mark = (progress.st_mtime_ns, progress.st_size)
         except OSError:
             progress_mark = None
@@ -390,10 +417,14 @@ class Execution:
         )
 
     def _read_progress(self) -> dict | None:
-        path = job_dir(self.job.pk) / "progress.json"
+        if self.account is None:  # it never started
+            return None
+        raw = runas.read_job_file(job_dir(self.job.pk) / "progress.json", self.account)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        if data is None:
             return None
         return data if isinstance(data, dict) else {"value": data}
 
@@ -472,7 +503,8 @@ class Execution:
         """One job of a batch that ended: by its own result file if the batch exited 0, else back to
         the queue as a new attempt that runs alone."""
         if outcome.status == Status.COMPLETED:
-            status, error, code = batching.member_result(job_dir(job.pk) / "result.json")
+            raw = runas.read_job_file(job_dir(job.pk) / "result.json", self.account)
+            status, error, code = batching.member_result(raw)
             reason = f"batch of job {self.job.pk} completed" + (f"; {error}" if error else "")
             return status, reason, {"error": error, "exit_code": code}
         reason = f"batch of job {self.job.pk} ended ({outcome.reason}); runs alone"

@@ -1,7 +1,11 @@
-"""Map service errors to HTTP: invalid input 400 (naming the field), forbidden 403, conflict 409."""
+"""Map service errors to HTTP: invalid input 400 (naming the field), forbidden 403, conflict 409, and
+throttled 429 with `Retry-After` and `retry_after` (seconds) in the body."""
+
+import math
 
 from django.core.exceptions import ValidationError
 from rest_framework import status
+from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -17,4 +21,12 @@ def exception_handler(exc, context):
         return Response({"status": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, (TransitionConflict, Conflict)):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, Throttled):
+        wait = max(1, math.ceil(exc.wait or 1))
+        # DRF's detail already says "Expected available in N seconds."; retry_after is for programs.
+        return Response(
+            {"detail": str(exc.detail), "retry_after": wait},
+            status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(wait)},
+        )
     return drf_exception_handler(exc, context)

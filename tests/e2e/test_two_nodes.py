@@ -3,7 +3,6 @@ says (labels, model pattern, memory, target), and when one node is killed its jo
 
 import os
 import signal
-import sys
 import time
 
 import pytest
@@ -12,7 +11,7 @@ from gpus.models import Allocation, Node, NodeStatus
 from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import Status
-from tests.conftest import api_for, wait_for
+from tests.conftest import JOB_PYTHON, api_for, wait_for
 from tests.e2e.conftest import children_groups
 from tests.scheduling.helpers import running_attempt
 
@@ -52,7 +51,7 @@ def test_jobs_run_where_placement_says_with_the_right_gpus(root, two_nodes):
     ids = []
     for ask, _, _ in asks:
         # Each job holds its GPUs a moment, so that the next ones see them busy.
-        argv = [sys.executable, "-c", WHERE + "; import time; time.sleep(1.5)"]
+        argv = [JOB_PYTHON, "-c", WHERE + "; import time; time.sleep(1.5)"]
         response = client.post("/api/v1/jobs", {"argv": argv, **ask}, format="json")
         assert response.status_code == 201, response.json()
         ids.append(response.json()["id"])
@@ -80,7 +79,7 @@ def test_a_killed_node_goes_offline_and_its_job_finishes_on_the_other(root, star
     code = "import os, time; print('attempt', os.environ['GPUQ_ATTEMPT'], os.getcwd()); " + (
         "time.sleep(0 if os.environ['GPUQ_ATTEMPT'] != '1' else 600)"
     )
-    job_id = client.post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
+    job_id = client.post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code]}, format="json").json()["id"]
     first_attempt = wait_for(
         lambda: running_attempt(job_id), timeout=15, message="the job to run on the first node"
     )

@@ -1,6 +1,5 @@
 """Helpers for tests that dispatch jobs and run the executor in this process."""
 
-import sys
 import threading
 
 from django.db import connection
@@ -9,8 +8,9 @@ from scheduling import executor
 from scheduling.models import Attempt, Job
 from scheduling.states import Status
 from scheduling.tick import tick
+from tests.conftest import JOB_PYTHON
 
-PY = sys.executable
+PY = JOB_PYTHON  # jobs may run as another account (nobody) that cannot run the venv's interpreter
 
 
 def dispatch(job: Job) -> Job:

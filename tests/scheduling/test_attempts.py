@@ -2,8 +2,11 @@
 processes, real signals, a real full device); the database faults are made where the executor meets
 them."""
 
+import errno
+import io
 import logging
 import os
+import subprocess
 import sqlite3
 import threading
 import time
@@ -132,11 +135,43 @@ def test_a_job_killed_by_sigkill_after_its_grace_records_the_signal(alice, node,
     assert (attempt.exit_code, attempt.exit_signal, attempt.outcome) == (None, 9, Status.FAILED)
 
 
-def test_a_full_log_disk_fails_the_attempt_at_once_with_the_reason(alice, node, settings):
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a real, full file system: a 64 KiB tmpfs, filled up. Where mounting is not allowed
+    (a container without CAP_SYS_ADMIN) the folder's writes fail with ENOSPC through a fault injection
+    point instead: the executor's own `open`."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode == 0:
+        with open(mount / "filler", "wb") as filler:
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    filler.write(b"x" * 4096)
+                    filler.flush()
+        try:
+            yield mount, None
+        finally:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+    else:
+        yield mount, mount
+
+
+class FullFile(io.FileIO):
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_log_disk_fails_the_attempt_at_once_with_the_reason(
+    alice, node, settings, full_disk, monkeypatch
+):
+    folder, injected = full_disk
+    settings.GPUQ_LOG_DIR = folder
+    if injected:
+        monkeypatch.setattr(executor, "open", lambda fd, *args, **kwargs: FullFile(fd, "w"), raising=False)
     job = dispatch(make_job(alice, argv=["true"]))
-    settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
-    # /dev/full: every write fails with ENOSPC, as on a full disk.
-    os.symlink("/dev/full", settings.GPUQ_LOG_DIR / f"job-{job.pk}.log")
     assert executor.run_job(job.pk, job.lease_token) == "failed"
     job.refresh_from_db()
     assert job.status == Status.FAILED

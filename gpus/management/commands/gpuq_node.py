@@ -16,7 +16,8 @@ from gpus.services import (
     node_register,
     nodes_mark_offline,
 )
-from scheduling import leases, procs, supervise
+from queueproject.hardening import tighten_data_modes
+from scheduling import leases, procs, runas, supervise
 from scheduling.outage import Outage, drop_connection
 from scheduling.reaper import reap, reconcile_node
 from scheduling.tick import tick
@@ -52,6 +53,8 @@ class Command(BaseCommand):
             )
         except leases.OverlapError as error:
             raise CommandError(str(error)) from None
+        tighten_data_modes()
+        self._check_run_as(name)
         backend, gpus = inventory.detect(node_name=name)
         node = node_register(
             name=name,
@@ -63,6 +66,7 @@ class Command(BaseCommand):
         )
         simulated = " (simulated)" if backend == "declared" else ""
         self.stdout.write(f"node {name}: {len(gpus)} GPU(s) from {backend}{simulated}", ending="\n")
+        self.stdout.write(f"node {name}: {runas.describe()}", ending="\n")
         self.stdout.flush()
         reconcile_node(name)
         flag = supervise.StopFlag()
@@ -121,3 +125,15 @@ class Command(BaseCommand):
             except DatabaseError as error:
                 log.warning("node %s: its jobs are left to the reaper (%s)", name, error)
         self.stdout.write(f"node {name}: stopped")
+
+    def _check_run_as(self, name: str) -> None:
+        """Refuse to start when the jobs' account is impossible or cannot reach its folders: better now,
+        loudly, than every job failing later."""
+        runas.prepare_roots()
+        try:
+            account = runas.fixed_account()
+            if account is not None:
+                for root in (settings.GPUQ_JOBS_DIR, settings.GPUQ_CHECKPOINT_ROOT):
+                    runas.check_reachable(root, account)
+        except runas.RunAsError as error:
+            raise CommandError(f"node {name}: {error}") from None
