@@ -161,7 +161,8 @@ class Fence(threading.Thread):
 
 
 def outcome_file(job_id: int, token: str) -> Path:
-    return job_dir(job_id) / f"outcome-{token}.json"
+    """Beside the job's log, in the server's own folder: a job's account cannot write (forge) it."""
+    return settings.GPUQ_LOG_DIR / f"job-{job_id}.outcome-{token}.json"
 
 
 def keep_outcome(job_id: int, token: str, outcome: Outcome) -> Path:
@@ -171,7 +172,9 @@ def keep_outcome(job_id: int, token: str, outcome: Outcome) -> Path:
     cannot take it leaves the outcome in memory only."""
     path = outcome_file(job_id, token)
     try:
-        path.write_text(json.dumps(asdict(outcome), default=str))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with open(fd, "w") as kept:
+            kept.write(json.dumps(asdict(outcome), default=str))
     except OSError as error:
         log.warning("job %s: could not keep the outcome on disk (%s)", job_id, error)
     return path

@@ -11,7 +11,7 @@ from django.db import connection
 from scheduling import leases
 from scheduling.models import Attempt, Job
 from scheduling.states import Status
-from tests.conftest import wait_for
+from tests.conftest import job_writable, wait_for
 from tests.e2e.conftest import stop
 from tests.factories import make_job
 from tests.scheduling.helpers import running_attempt
@@ -50,7 +50,7 @@ def test_a_job_that_completes_during_an_outage_is_recorded_when_the_database_is_
     root, start_node, tmp_path
 ):
     start_node()
-    marker, runs = tmp_path / "go", tmp_path / "runs"
+    marker, runs = job_writable(tmp_path / "out") / "go", tmp_path / "out" / "runs"
     job = make_job(root, argv=waits_for(marker, runs))
     from scheduling.transitions import record_creation
 
@@ -77,14 +77,14 @@ def test_an_outcome_kept_on_disk_is_recorded_when_its_node_starts_again_after_th
     root, start_node, tmp_path
 ):
     node = start_node()
-    marker, runs = tmp_path / "go", tmp_path / "runs"
+    marker, runs = job_writable(tmp_path / "out") / "go", tmp_path / "out" / "runs"
     job = make_job(root, argv=waits_for(marker, runs))
     from scheduling.transitions import record_creation
 
     record_creation(job)
     attempt = wait_for(lambda: running_attempt(job.pk), timeout=30, message="the job to run")
     wait_for(runs.exists, timeout=30, message="the job to start its work")
-    kept = tmp_path / "jobs" / str(job.pk) / f"outcome-{attempt.lease_token}.json"
+    kept = tmp_path / "logs" / f"job-{job.pk}.outcome-{attempt.lease_token}.json"
     connection.close()
     allow_connections(False)
     try:

@@ -5,7 +5,6 @@ and marks nobody offline."""
 
 import os
 import signal
-import sys
 
 import psycopg
 import pytest
@@ -18,7 +17,7 @@ from scheduling import leases, procs, tick
 from scheduling.models import Attempt, Event, Job
 from scheduling.states import Status
 from scheduling.transitions import record_creation
-from tests.conftest import wait_for
+from tests.conftest import JOB_PYTHON, job_writable, wait_for
 from tests.e2e.chaos import descendant_groups
 from tests.factories import make_job
 from tests.scheduling.helpers import running_attempt
@@ -59,11 +58,11 @@ def offline_events(name: str, after: int) -> list[Event]:
 def test_a_frozen_node_is_taken_over_without_stalling_the_other_and_resumes_harmlessly(
     root, start_node, tmp_path
 ):
-    marks = tmp_path / "marks"
+    marks = job_writable(tmp_path / "out") / "marks"
     first = start_node(
         "first", gpus="1x24GB", data_dir=tmp_path / "first", GPUQ_BOOT_ID_OVERRIDE="boot-first", **TIMING
     )
-    job = make_job(root, argv=[sys.executable, "-c", JOB, str(marks)], max_attempts=3)
+    job = make_job(root, argv=[JOB_PYTHON, "-c", JOB, str(marks)], max_attempts=3)
     record_creation(job)
     attempt = wait_for(lambda: running_attempt(job.pk), timeout=30, message="the job to run on first")
     assert (attempt.node.name, attempt.boot_id) == ("first", "boot-first")

@@ -6,8 +6,8 @@ import errno
 import io
 import logging
 import os
-import subprocess
 import sqlite3
+import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -24,7 +24,7 @@ from scheduling.models import Attempt
 from scheduling.reaper import reap, reconcile_node
 from scheduling.states import Status
 from scheduling.transitions import transition
-from tests.conftest import wait_for
+from tests.conftest import job_writable, wait_for
 from tests.factories import make_job
 from tests.scheduling.helpers import PY, dispatch, run_in_thread, running_attempt
 
@@ -48,7 +48,7 @@ def attempts_of(job):
 def test_a_completed_job_is_recorded_after_a_transient_error_on_its_final_write(
     alice, node, tmp_path, monkeypatch
 ):
-    runs = tmp_path / "runs"
+    runs = job_writable(tmp_path / "out") / "runs"
     job = dispatch(make_job(alice, argv=[PY, "-c", f"open({str(runs)!r}, 'a').write('run\\n')"]))
     real, failures = executor.transition, []
 
@@ -70,7 +70,7 @@ def test_a_completed_job_is_recorded_after_a_transient_error_on_its_final_write(
 
 
 def test_a_lost_dispatch_is_requeued_without_counting_a_fault(alice, node, settings, tmp_path):
-    marker = tmp_path / "ran"
+    marker = job_writable(tmp_path / "out") / "ran"
     job = dispatch(make_job(alice, argv=["touch", str(marker)], max_attempts=1))
     token = job.lease_token
     long_ago = timezone.now() - timedelta(seconds=settings.GPUQ_DISPATCH_TIMEOUT_SECONDS + 1)
@@ -88,7 +88,7 @@ def test_a_lost_dispatch_is_requeued_without_counting_a_fault(alice, node, setti
 
 
 def test_a_late_heartbeat_is_left_to_its_executor_not_killed_by_the_reaper(alice, node, settings, tmp_path):
-    marker, runs = tmp_path / "go", tmp_path / "runs"
+    marker, runs = job_writable(tmp_path / "out") / "go", tmp_path / "out" / "runs"
     job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
     thread, result = run_in_thread(job)
     attempt = wait_for(lambda: running_attempt(job.pk), message="the job to run")
@@ -107,7 +107,7 @@ def test_a_late_heartbeat_is_left_to_its_executor_not_killed_by_the_reaper(alice
 
 
 def test_heartbeats_carry_the_databases_clock_not_the_machines(alice, node, tmp_path, monkeypatch):
-    marker, runs = tmp_path / "go", tmp_path / "runs"
+    marker, runs = job_writable(tmp_path / "out") / "go", tmp_path / "out" / "runs"
     slow = SimpleNamespace(now=lambda: timezone.now() - timedelta(seconds=120))  # a machine 2 min behind
     monkeypatch.setattr(executor, "timezone", slow)
     job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
@@ -146,8 +146,8 @@ def full_disk(tmp_path):
         ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
     )
     if mounted.returncode == 0:
-        with open(mount / "filler", "wb") as filler:
-            with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(OSError, match="No space left"):
+            with open(mount / "filler", "wb") as filler:
                 while True:
                     filler.write(b"x" * 4096)
                     filler.flush()
@@ -184,7 +184,7 @@ def test_a_full_log_disk_fails_the_attempt_at_once_with_the_reason(
 def test_a_database_that_stops_answering_gets_the_job_stopped_before_its_lease_can_be_taken(
     alice, node, tmp_path, monkeypatch
 ):
-    marker, runs = tmp_path / "go", tmp_path / "runs"
+    marker, runs = job_writable(tmp_path / "out") / "go", tmp_path / "out" / "runs"
     job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
     hang, real, calls = threading.Event(), executor.Execution._heartbeat, []
 
@@ -250,7 +250,7 @@ class Collect(logging.Handler):
 def test_a_dropped_connection_does_not_kill_a_healthy_job(alice, node, tmp_path):
     """pg_terminate_backend of the executor's connection: it reconnects, logs the outage once, and the
     job runs to its end (PostgreSQL only: CI runs this file on both databases)."""
-    marker, runs = tmp_path / "go", tmp_path / "runs"
+    marker, runs = job_writable(tmp_path / "out") / "go", tmp_path / "out" / "runs"
     job = dispatch(make_job(alice, argv=waits_for(marker, runs)))
     collect = Collect()
     logging.getLogger("gpuq.executor").addHandler(collect)
@@ -279,11 +279,11 @@ def test_a_dropped_connection_does_not_kill_a_healthy_job(alice, node, tmp_path)
     assert not [m for m in collect.messages if "lost its lease" in m]
 
 
-def test_an_outcome_kept_on_disk_is_recorded_at_node_start_instead_of_a_rerun(alice, node):
+def test_an_outcome_kept_on_disk_is_recorded_at_node_start_instead_of_a_rerun(alice, node, settings):
     job = dispatch(make_job(alice, argv=["true"]))
     transition(job, Status.RUNNING, token=job.lease_token, lease={"boot_id": procs.boot_id()})
     # Its executor saw the job exit 0, kept the outcome and died before the database came back.
-    executor.job_dir(job.pk).mkdir(parents=True)
+    settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
     executor.keep_outcome(
         job.pk, job.lease_token, executor.Outcome(Status.COMPLETED, "exit code 0", exit_code=0)
     )
