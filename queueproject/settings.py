@@ -13,6 +13,7 @@ from queueproject.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_proxy_ssl_header,
     env_rate,
     env_str,
@@ -251,6 +252,11 @@ GPUQ_TOKEN_MAX_DAYS = env_int("GPUQ_TOKEN_MAX_DAYS", 90, minimum=1)
 # Throttles count in Django's cache. The default is per process: with several web processes each counts
 # on its own (limits multiply by the number of processes). Django's RedisCache would need redis-py.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpuq"}}
+
+# --- /metrics (scheduling/metrics.py): a scrape sends `Authorization: Bearer <token>` or comes from an
+# address of the allow-list; anything else is refused (403) ---
+GPUQ_METRICS_TOKEN = env_str("GPUQ_METRICS_TOKEN", "")
+GPUQ_METRICS_ALLOW = env_networks("GPUQ_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
 
 # --- django-q2 ---
 # Each node's executor cluster consumes the queue named after the node (Q_CLUSTER_NAME, set only by the
