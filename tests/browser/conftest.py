@@ -23,6 +23,7 @@ class Gpuq:
     base: str
     password: str
     api: httpx.Client
+    data: Path  # its data folder (its SQLite database)
 
     def submit(self, **body) -> dict:
         response = self.api.post("/api/v1/jobs", json=body)
@@ -44,7 +45,7 @@ def gpuq():
     try:
         wait_serving(base)
         api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=10)
-        yield Gpuq(base, password, api)
+        yield Gpuq(base, password, api, data)
     finally:
         stop(serve, signal.SIGINT, timeout=30)
         shutil.rmtree(data, ignore_errors=True)
