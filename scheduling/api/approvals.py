@@ -1,7 +1,7 @@
 """API view of the approvals inbox: the blocked jobs the caller may approve or reject (for `gpuq`)."""
 
 from django.core.exceptions import PermissionDenied
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import APIView
@@ -17,9 +17,13 @@ class ApprovalPages(LimitOffsetPagination):
 
 class Approvals(APIView):
     @extend_schema(
+        parameters=[
+            OpenApiParameter("limit", int, description="at most this many (default 50, at most 200)"),
+            OpenApiParameter("offset", int, description="skip this many"),
+        ],
         responses=inline_serializer(
             "Approvals", {"count": serializers.IntegerField(), "results": serializers.ListField()}
-        )
+        ),
     )
     def get(self, request):
         """Leads (their team's jobs, not their own) and admins (all): blocked jobs, oldest first, with
