@@ -307,21 +307,24 @@ class GpuqCollector:
 
 def _waits(since: datetime) -> Iterator[float]:
     """For each job started since `since`: the time between its last entry into `pending` and its latest
-    dispatch (a `→ dispatched` transition always leaves `pending`, so that is the transition before it)."""
+    dispatch (a job is dispatched only from `pending`, so that entry is the transition just before)."""
     rows = (
-        JobStateTransition.objects.filter(job__started_at__gte=since)
+        JobStateTransition.objects.filter(
+            job__started_at__gte=since, to_status__in=(Status.PENDING, Status.DISPATCHED)
+        )
         .order_by("job_id", "id")
         .values_list("job_id", "to_status", "at")
     )
-    job, previous, wait = None, None, None
+    job, pending_since, wait = None, None, None
     for job_id, to_status, at in rows.iterator(chunk_size=2000):
         if job_id != job:
             if wait is not None:
                 yield wait
-            job, previous, wait = job_id, None, None
-        if to_status == Status.DISPATCHED and previous is not None:
-            wait = (at - previous).total_seconds()
-        previous = at
+            job, pending_since, wait = job_id, None, None
+        if to_status == Status.PENDING:
+            pending_since = at
+        elif pending_since is not None:
+            wait = (at - pending_since).total_seconds()
     if wait is not None:
         yield wait
 

@@ -261,3 +261,24 @@ def test_the_grafana_dashboard_uses_only_names_that_metrics_exposes(alice, team,
         exprs.append(query["query"] if isinstance(query, dict) else query)
     used = {name for expr in exprs for name in re.findall(r"\bgpuq_[a-z_]+", expr)}
     assert len(used) >= 15 and used <= exposed, sorted(used - exposed)
+
+
+def test_a_retried_jobs_wait_is_its_latest_time_in_the_queue(alice, node):
+    now = timezone.now()
+    submitted = now - timedelta(seconds=1000)
+    job = make_job(alice, status=Status.RUNNING, submitted_at=submitted)
+    job.started_at = now - timedelta(seconds=100)
+    job.save()
+    for to_status, ago in (
+        (Status.PENDING, 1000),
+        (Status.DISPATCHED, 990),
+        (Status.RUNNING, 989),
+        (Status.PENDING, 500),  # retried after a lost node
+        (Status.DISPATCHED, 440),
+        (Status.RUNNING, 100),
+    ):
+        JobStateTransition.objects.create(job=job, to_status=to_status, at=now - timedelta(seconds=ago))
+    samples = parse(render(now).decode())
+    assert samples.get_value("gpuq_job_wait_seconds_count") == 1
+    assert samples.get_value("gpuq_job_wait_seconds_sum") == 60
+    assert samples.get_value("gpuq_job_submit_to_running_seconds_sum") == 900
