@@ -156,11 +156,7 @@ def stats(state, fields, default, fmt):
       gpuq stats
       gpuq stats -o queue_depth,running,by_status.pending --format csv
     """
-    body = state.api.get("/queue/stats")
-    if fmt == "json" and not fields:
-        emit_one(body, None, "json")
-    else:
-        emit_one(body, fields, fmt)
+    emit_one(state.api.get("/queue/stats"), fields, fmt)
 
 
 @cli.command()

@@ -5,7 +5,6 @@ import csv
 import functools
 import json
 import re
-import sys
 from datetime import datetime
 
 import click
@@ -82,7 +81,11 @@ def emit(rows: list[dict], fields: list[str] | None, default: list[str], fmt: st
 
 def emit_one(row: dict, fields: list[str] | None, fmt: str) -> None:
     """One object: JSON as it is (or its fields), CSV as one row, a table as `field: value` lines."""
-    if fmt != "table":
+    if fmt == "json":
+        data = row if fields is None else {f: pick(row, f) for f in fields}
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    if fmt == "csv":
         emit([row], fields, fields or list(row), fmt)
         return
     for field in fields or list(row):
@@ -127,6 +130,3 @@ def local_time(iso: str) -> str:
 def say(message: str) -> None:
     """A note for the person (stderr), so that stdout stays what a script parses."""
     click.echo(message, err=True)
-
-
-__all__ = ["emit", "emit_one", "output_options", "pick", "say", "sys"]
