@@ -1,6 +1,7 @@
 """`gpuq login`, `whoami` and `tokens`: who you are to the server, and your API tokens."""
 
 import os
+import sys
 
 import click
 
@@ -28,8 +29,19 @@ def login(url, token):
       gpuq login --url http://gpu-server:8000          # asks for the token
       echo "$TOKEN" | gpuq login --url http://gpu-server:8000
     """
-    url = config.normalize_url(url or click.prompt("gpuq server URL", default=os.environ.get("GPUQ_URL")))
-    token = (token or click.prompt("API token", hide_input=True)).strip()
+    interactive = sys.stdin.isatty()
+    url = url or (
+        click.prompt("gpuq server URL", default=os.environ.get("GPUQ_URL"))
+        if interactive
+        else os.environ.get("GPUQ_URL")
+    )
+    if not url:
+        raise click.UsageError("give --url (standard input is not a terminal to ask on)")
+    url = config.normalize_url(url)
+    if not token:
+        # Piped in (`gpuq login --url … < token-file`): read it; getpass would ask the terminal instead.
+        token = click.prompt("API token", hide_input=True) if interactive else sys.stdin.readline()
+    token = token.strip()
     if not token:
         raise click.UsageError("the token is empty")
     me = Api(config.Config(url=url, token=token, source="login")).get("/me")
