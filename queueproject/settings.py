@@ -186,6 +186,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # A transition's from_status and to_status share one enum (else `check --deploy` warns).
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "scheduling.states.Status"},
+    # The ways to log in that the schema documents (AnonymousRateLimit only counts anonymous requests).
+    "AUTHENTICATION_WHITELIST": [
+        "accounts.authentication.HashedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
 }
 
 # --- gpuq's own settings (each documented in the README) ---
