@@ -65,6 +65,8 @@ def test_login_checks_the_token_and_stores_it_for_its_owner_only(gpuq, tmp_path)
     refused = gpuq.run("login", "--url", gpuq.base, user=None, input="not-a-token\n", GPUQ_CONFIG=config)
     assert refused.returncode == 4, refused.stderr
     assert "401" in refused.stderr and not config.exists()
+    no_url = gpuq.run("login", user=None, input=gpuq.tokens["alice"] + "\n", GPUQ_CONFIG=config)
+    assert no_url.returncode == 2 and "--url" in no_url.stderr  # nothing to ask it on: a usage error
     nobody_there = f"http://127.0.0.1:{free_port()}"
     unreachable = gpuq.run("login", "--url", nobody_there, "--token", "x", user=None, GPUQ_CONFIG=config)
     assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr
