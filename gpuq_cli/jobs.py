@@ -1,6 +1,8 @@
 """Commands on jobs by id: show, logs, cancel (or all matching), pause, resume, priority, approve,
 reject."""
 
+import shlex
+
 import click
 
 from gpuq_cli.client import Failure
@@ -41,6 +43,8 @@ def show(state, job_ids, fields, default, fmt):
         if i:
             click.echo()
         transitions = job.pop("transitions", [])
+        if isinstance(job.get("argv"), list):
+            job["argv"] = shlex.join(job["argv"])  # as a shell would show it (it never runs in one)
         emit_one(job, None, "table")
         click.echo("transitions:")
         for t in transitions:

@@ -190,6 +190,14 @@ def test_submit_wait_follows_the_log_and_exits_with_the_jobs_exit_code(gpuq):
     assert "failed (exit code 7)" in done.stderr
 
 
+def test_submit_wait_on_a_job_cancelled_meanwhile_exits_5(gpuq):
+    waiting = gpuq.popen("submit", "--wait", *echo("never"), "--after", "+2h")
+    job_id = waiting.stderr.readline().split()[1]  # "job N submitted (scheduled, …)"
+    assert gpuq.ok("cancel", job_id) == f"job {job_id}: cancelled\n"
+    assert waiting.wait(timeout=60) == 5
+    assert f"job {job_id} cancelled" in waiting.stderr.read()
+
+
 def test_logs_follow_a_running_job_until_it_ends(gpuq):
     flags = job_writable(traversable_dir("gpuq-cli-flag"))
     code = (
