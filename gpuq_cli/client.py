@@ -140,7 +140,10 @@ class Api:
         if code >= 500:
             raise Failure(f"server error {message}", UNREACHABLE)
         if code == 429:
-            raise Failure(f"{message} (gave up after {RETRIES} retries)", REFUSED)
+            raise Failure(
+                f"{message} (still rate limited; gpuq waits at most {RETRIES} times, {LONGEST_WAIT} s each)",
+                REFUSED,
+            )
         raise Failure(message, REFUSED)
 
 
