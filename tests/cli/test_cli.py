@@ -284,8 +284,8 @@ def test_priority_pause_and_resume(gpuq):
     assert raised.returncode == 1 and "priority" in raised.stderr
     assert gpuq.ok("priority", job, "--", -5) == f"job {job}: priority -5\n"
     assert gpuq.ok("pause", job, "--reason", "not now") == f"job {job}: paused\n"
-    # Back in the queue as pending (from where, today, it starts without waiting for its --after).
-    assert gpuq.ok("resume", job) == f"job {job}: pending\n"
+    # Back to waiting for its --after, as before the pause.
+    assert gpuq.ok("resume", job) == f"job {job}: scheduled\n"
 
 
 def test_approve_and_reject(gpuq):
