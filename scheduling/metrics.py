@@ -43,7 +43,7 @@ BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 8640
 def _gauge(name: str, doc: str, labels: list[str], rows: Iterable[tuple[tuple, float]]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=labels)
     for values, value in rows:
-        family.add_metric([str(v) for v in values], value)
+        family.add_metric([str(v) for v in values], float(value))
     return family
 
 
