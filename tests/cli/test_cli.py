@@ -42,10 +42,21 @@ def api(gpuq, user="root") -> httpx.Client:
 
 def test_every_command_has_help_with_examples(gpuq):
     listing = gpuq.ok("--help", user=None)
-    commands = [line.split()[0] for line in listing.split("Commands:")[1].strip().splitlines()[:18]]
-    assert {"login", "submit", "queue", "show", "logs", "cancel", "nodes", "gpus", "quota", "stats"} <= set(
-        commands
-    )
+    table = listing.split("Commands:")[1].strip().split("\n\n")[0]  # up to the exit codes
+    commands = [line.split()[0] for line in table.splitlines()]
+    assert {
+        "login",
+        "submit",
+        "queue",
+        "show",
+        "logs",
+        "cancel",
+        "nodes",
+        "gpus",
+        "quota",
+        "stats",
+        "approvals",
+    } <= set(commands)
     assert "Exit codes" in listing
     for command in commands:
         assert "Example" in gpuq.ok(command, "--help", user=None), command
@@ -295,6 +306,10 @@ def test_approve_and_reject(gpuq):
     try:
         first, second = held(gpuq), held(gpuq)
         assert show(gpuq, first)["status"] == "blocked"
+        inbox = gpuq.json("approvals", "-o", "id,owner,rule", user="root")
+        assert [row["id"] for row in inbox] == [first, second] and inbox[0]["owner"] == "alice"
+        assert "researcher" in inbox[0]["rule"]
+        assert gpuq.run("approvals").returncode == 1  # a researcher has no inbox: 403
         own = gpuq.run("approve", first)
         assert own.returncode == 1 and "403" in own.stderr
         assert gpuq.run("reject", second, user="root").returncode == 2  # --reason is required
