@@ -1,10 +1,12 @@
-"""Map service errors to HTTP: invalid input 400 (naming the field), forbidden 403, conflict 409."""
+"""Map service errors to HTTP: invalid input 400 (naming the field), forbidden 403, conflict 409, a reused
+Idempotency-Key 422. Database errors are left to queueproject.unavailable (503)."""
 
 from django.core.exceptions import ValidationError
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from scheduling.idempotency import KeyReused
 from scheduling.services import Conflict
 from scheduling.transitions import InvalidTransition, TransitionConflict
 
@@ -17,4 +19,6 @@ def exception_handler(exc, context):
         return Response({"status": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, (TransitionConflict, Conflict)):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, KeyReused):
+        return Response({"Idempotency-Key": [str(exc)]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     return drf_exception_handler(exc, context)

@@ -9,7 +9,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scheduling import logs, selectors, services
+from scheduling import idempotency, logs, selectors, services
 from scheduling.api.serializers import (
     JobDetailOut,
     JobOut,
@@ -46,14 +46,37 @@ class JobListCreate(APIView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOut(page, many=True).data)
 
-    @extend_schema(request=JobSubmitIn, responses={201: JobDetailOut})
+    @extend_schema(
+        request=JobSubmitIn,
+        parameters=[
+            OpenApiParameter(
+                idempotency.HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="retry-safe submit: a retry with the same key and body returns the first job "
+                "(200, header Idempotent-Replayed: true); the same key with another body is a 422",
+            )
+        ],
+        responses={201: JobDetailOut, 200: JobDetailOut},
+    )
     def post(self, request):
         data = JobSubmitIn(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.job_submit(user=request.user, **data.validated_data)
+        key = request.headers.get(idempotency.HEADER)
+        if key is None or data.validated_data.get("dry_run"):
+            job, created = services.job_submit(user=request.user, **data.validated_data), True
+        else:
+            job, created = idempotency.submit_once(
+                user=request.user,
+                key=idempotency.check_key(key),
+                body_hash=idempotency.request_hash(request.data),
+                submit=lambda: services.job_submit(user=request.user, **data.validated_data),
+            )
         if isinstance(job, services.DryRun):
             return Response({**dataclasses.asdict(job), "dry_run": True})
         job.refresh_from_db()
+        if not created:
+            return Response(JobDetailOut(job).data, headers={"Idempotent-Replayed": "true"})
         return Response(JobDetailOut(job).data, status=status.HTTP_201_CREATED)
 
 
