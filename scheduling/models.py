@@ -368,6 +368,9 @@ class IdempotencyKey(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")]
 
+    def __str__(self) -> str:
+        return f"{self.key} → job {self.job_id}"
+
 
 class LogChunk(models.Model):
     """A piece of a job's output as its node shipped it (scheduling.logship): the server side's copy of
@@ -383,3 +386,6 @@ class LogChunk(models.Model):
     class Meta:
         # One writer per position: a stale attempt that writes where the current one did is refused.
         constraints = [models.UniqueConstraint(fields=["job", "offset"], name="log_chunk_position")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} bytes {self.offset}–{self.offset + self.size}"
