@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from scheduling import batching, events, policies, procs
+from scheduling import batching, events, logship, policies, procs
 from scheduling.models import Job, StopRequest
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
@@ -103,6 +103,7 @@ class Execution:
         self.members = list(members)  # a batch: the leader's companions, run by the same process
         self.lease_lost = False
         self.progress = job.progress
+        self.shipper: logship.LogShipper | None = None
 
     def run(self) -> str:
         job = self.job
@@ -112,6 +113,8 @@ class Execution:
         log_path = settings.GPUQ_LOG_DIR / f"job-{job.pk}.log"
         argv, env = job.argv, job_environment(job)
         batch = [job, *self.members]
+        # The job's output goes to the database as it is written (the API reads it with no shared disk).
+        self.shipper = logship.LogShipper(log_path, [j.pk for j in batch], job.attempt)
         if self.members:
             for member in self.members:
                 job_dir(member.pk).mkdir(parents=True, exist_ok=True)
@@ -226,6 +229,7 @@ class Execution:
                     if not self._heartbeat():
                         return self._lose_lease(child)
                     last_contact = now
+                    self.shipper.ship()
             except DatabaseError as error:
                 # Self-fencing: after a whole lease without reaching the database, the reaper may
                 # already have given the job to another attempt, so this one must stop.
@@ -283,6 +287,7 @@ class Execution:
         return Outcome(Status.FAILED, "lease lost")
 
     def _finish(self, outcome: Outcome) -> str:
+        self._flush_log()
         if self.lease_lost:
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
         if self.members:
@@ -308,6 +313,14 @@ class Execution:
             )
             return "lease lost"
         return str(status)
+
+    def _flush_log(self) -> None:
+        """Store the rest of the log before the outcome, so a reader who sees the job finished has it all."""
+        try:
+            if self.shipper is not None:
+                self.shipper.flush()
+        except DatabaseError as error:
+            log.warning("job %s: the end of its log is not stored yet (%s)", self.job.pk, error)
 
     def _finish_members(self, outcome: Outcome) -> None:
         """A batch ended: each member by its own result when the batch exited 0 (a cancel asked of a

@@ -107,7 +107,8 @@ class JobLog(APIView):
                 "offset",
                 int,
                 description="follow: the text from this byte on (up to 1 MiB) and `next_offset` to ask "
-                "for next; repeat until `finished` is true and `next_offset` equals `size`",
+                "for next; repeat until `finished` is true and `next_offset` equals `size`. `offset` in "
+                "the answer is where the text starts: later than asked when those bytes are no longer kept",
             ),
         ],
         responses=LogOut,
@@ -119,11 +120,11 @@ class JobLog(APIView):
             if not raw.isdigit():
                 return Response({"offset": ["a byte offset: 0 or more"]}, status=status.HTTP_400_BAD_REQUEST)
             finished = job.status in TERMINAL
-            text, next_offset, size = logs.read_from(job.log_path, int(raw), final=finished)
+            text, start, next_offset, size = logs.read_from(job.pk, int(raw), final=finished)
             return Response(
                 {
                     "job": job.pk,
-                    "offset": min(int(raw), size),
+                    "offset": start,
                     "text": text,
                     "next_offset": next_offset,
                     "size": size,
@@ -133,7 +134,7 @@ class JobLog(APIView):
         raw = request.query_params.get("lines", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= 10000:
             return Response({"lines": ["a whole number from 1 to 10000"]}, status=status.HTTP_400_BAD_REQUEST)
-        lines, truncated = logs.tail(job.log_path, int(raw))
+        lines, truncated = logs.tail(job.pk, int(raw))
         return Response({"job": job.pk, "lines": lines, "truncated": truncated})
 
 

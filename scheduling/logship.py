@@ -1,0 +1,136 @@
+"""Ship a job's output to the database as it is written, so the API and pages show every node's logs
+with no shared folder.
+
+The executor's monitor loop calls `ship()` right after each heartbeat: it copies what the job's log file
+gained to `LogChunk` rows, at most SHIP_BYTES a call so that a backlog never delays the next heartbeat
+much, and the executor calls `flush()` before it records the outcome, so a reader who sees the job
+finished has its whole log. The job writes to its file and never waits for the database. The file is the
+buffer: what is written during a database outage is shipped when the database is back. Chunks hold at
+most CHUNK_BYTES; the last one grows until full. A job's stored log is one byte stream across attempts:
+an attempt appends at the stream's end, and the unique (job, offset) lets one writer claim a position,
+so a stale attempt that writes late is refused and ships no more. Only the last GPUQ_LOG_DB_MAX_BYTES
+of each job are kept.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists
+
+from scheduling import logs
+from scheduling.models import LogChunk
+
+log = logging.getLogger("gpuq.logship")
+
+CHUNK_BYTES = 64 * 1024
+SHIP_BYTES = 1024 * 1024
+
+
+@dataclass
+class _Stream:
+    """Where this attempt writes in one job's stored log."""
+
+    job_id: int
+    position: int  # the next byte of the file to ship
+    end: int | None = None  # the next offset to write at; None until the first write
+    open_offset: int | None = None  # the last chunk written, while it can still grow
+    open_data: bytes = b""
+    refused: bool = False  # another writer holds the position: this attempt ships no more
+
+
+class LogShipper:
+    """Copies `path` from its present end on, for each of `job_ids` (a batch's jobs share one file)."""
+
+    def __init__(self, path: Path, job_ids: list[int], attempt: int):
+        self.path = Path(path)
+        try:
+            start = self.path.stat().st_size  # earlier attempts on this node shipped what came before
+        except OSError:
+            start = 0
+        self.attempt = attempt
+        self.streams = [_Stream(job_id, start) for job_id in job_ids]
+
+    def flush(self) -> None:
+        """Ship everything written so far (raises DatabaseError while the database is away)."""
+        self.ship(limit=None)
+
+    def ship(self, limit: int | None = SHIP_BYTES) -> None:
+        """Ship what the file gained (up to `limit` bytes per job), a chunk at a time. A DatabaseError
+        leaves the rest in the file for the next call."""
+        for stream in self.streams:
+            shipped = 0
+            while not stream.refused and (limit is None or shipped < limit):
+                try:
+                    with open(self.path, "rb") as handle:
+                        handle.seek(stream.position)
+                        data = handle.read(CHUNK_BYTES - len(stream.open_data) or CHUNK_BYTES)
+                except OSError:
+                    return  # no file yet
+                if not data:
+                    break
+                try:
+                    self._store(stream, data)
+                except IntegrityError:  # a foreign key checked at commit: the job was deleted
+                    self._refuse(stream, "the job is gone")
+                stream.position += len(data)
+                shipped += len(data)
+
+    def _store(self, stream: _Stream, data: bytes) -> None:
+        """Append `data` to one job's stored log: grow the open chunk while it fits, else a new chunk."""
+        with transaction.atomic():
+            if stream.open_offset is not None and len(stream.open_data) + len(data) <= CHUNK_BYTES:
+                grown = stream.open_data + data
+                later = LogChunk.objects.filter(job_id=stream.job_id, offset__gt=stream.open_offset)
+                if not LogChunk.objects.filter(
+                    ~Exists(later),
+                    job_id=stream.job_id,
+                    offset=stream.open_offset,
+                    size=len(stream.open_data),
+                ).update(data=grown, size=len(grown)):
+                    return self._refuse(stream, "another attempt wrote after it, or the job is gone")
+                stream.open_data = grown
+            else:
+                try:
+                    with transaction.atomic():
+                        start = stream.end if stream.end is not None else logs.size(stream.job_id)
+                        LogChunk.objects.create(
+                            job_id=stream.job_id,
+                            attempt=self.attempt,
+                            offset=start,
+                            size=len(data),
+                            data=data,
+                        )
+                except IntegrityError:
+                    if stream.end is not None:
+                        return self._refuse(stream, "another attempt writes this job's log")
+                    # Our first write met another writer's at the same end (or the job is gone): once more
+                    # from the end as it is now; a second refusal means someone else writes this log.
+                    start = logs.size(stream.job_id)
+                    try:
+                        with transaction.atomic():
+                            LogChunk.objects.create(
+                                job_id=stream.job_id,
+                                attempt=self.attempt,
+                                offset=start,
+                                size=len(data),
+                                data=data,
+                            )
+                    except IntegrityError:
+                        return self._refuse(stream, "another attempt writes this job's log")
+                stream.open_offset, stream.open_data = start, data
+            stream.end = stream.open_offset + len(stream.open_data)
+            self._trim(stream)
+
+    def _trim(self, stream: _Stream) -> None:
+        """Keep the whole chunks within the last GPUQ_LOG_DB_MAX_BYTES of the job's stored log (never the
+        chunk being written: the setting is at least one chunk)."""
+        keep_from = stream.end - settings.GPUQ_LOG_DB_MAX_BYTES
+        if keep_from > 0:
+            LogChunk.objects.filter(job_id=stream.job_id, offset__lt=keep_from).delete()
+
+    def _refuse(self, stream: _Stream, why: str) -> None:
+        log.warning("job %s: attempt %s ships no more log: %s", stream.job_id, self.attempt, why)
+        stream.refused = True
