@@ -319,6 +319,7 @@ class Execution:
         try:
             if self.shipper is not None:
                 self.shipper.flush()
+                self.shipper.close()
         except DatabaseError as error:
             log.warning("job %s: the end of its log is not stored yet (%s)", self.job.pk, error)
 

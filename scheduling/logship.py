@@ -13,6 +13,7 @@ of each job are kept.
 """
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,14 @@ class LogShipper:
             start = 0
         self.attempt = attempt
         self.streams = [_Stream(job_id, start) for job_id in job_ids]
+        # Opened now (made if need be) and kept: the log is read even if its folder is moved or deleted.
+        self.fd: int | None = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def close(self) -> None:
+        """Stop reading the file (after the last flush)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def flush(self) -> None:
         """Ship everything written so far (raises DatabaseError while the database is away)."""
@@ -63,12 +72,9 @@ class LogShipper:
         for stream in self.streams:
             shipped = 0
             while not stream.refused and (limit is None or shipped < limit):
-                try:
-                    with open(self.path, "rb") as handle:
-                        handle.seek(stream.position)
-                        data = handle.read(CHUNK_BYTES - len(stream.open_data) or CHUNK_BYTES)
-                except OSError:
-                    return  # no file yet
+                if self.fd is None:
+                    return  # closed
+                data = os.pread(self.fd, CHUNK_BYTES - len(stream.open_data) or CHUNK_BYTES, stream.position)
                 if not data:
                     break
                 try:
