@@ -18,6 +18,7 @@ from gpus.services import (
 )
 from scheduling import procs, supervise
 from scheduling.reaper import reap, reconcile_node
+from scheduling.taskqueue import prune_finished_tasks
 from scheduling.tick import tick
 
 log = logging.getLogger("gpuq.node")
@@ -73,6 +74,7 @@ class Command(BaseCommand):
                     node_heartbeat(node=node)
                     nodes_mark_offline()
                     reap()
+                    prune_finished_tasks()
                     tick()
                 except Exception:
                     log.exception("node %s: periodic step failed; retrying next period", name)
