@@ -1,19 +1,71 @@
-"""Admin for teams, user profiles and API tokens."""
+"""Admin for teams, user profiles and API tokens; and the rule that the admin obeys gpuq's levels, not
+Django's model permissions: only gpuq admins (superusers or level admin) see or change anything here
+but jobs, whose admin shows staff only the jobs their level lets them see (scheduling/admin.py)."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiToken, Profile, Team
+from accounts.permissions import can_administer
 from scheduling.models import GpuQuota
 
 
-class ProfileInline(admin.StackedInline):
+class AdminsOnly:
+    """Mixin for gpuq's own ModelAdmins and inlines: gpuq admins see and change these rows; a staff
+    member of any other level gets a 403, whatever Django model permissions they hold. A subclass may
+    still refuse more (e.g. `has_add_permission` returning False)."""
+
+    def has_module_permission(self, request):
+        return can_administer(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return can_administer(request.user)
+
+    def has_add_permission(self, request, obj=None):
+        return can_administer(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return can_administer(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return can_administer(request.user)
+
+
+class _NonAdminsRefused:
+    """Mixin for other apps' ModelAdmins (auth groups, django-q2's tasks and schedules): refused to
+    anyone but gpuq admins, and beyond that as their app decides."""
+
+    def has_module_permission(self, request):
+        return can_administer(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return can_administer(request.user) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return can_administer(request.user) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return can_administer(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return can_administer(request.user) and super().has_delete_permission(request, obj)
+
+
+# Every app registered before this one (auth, django-q2): admins only.
+for _model, _model_admin in list(admin.site._registry.items()):
+    admin.site.unregister(_model)
+    admin.site.register(
+        _model, type(type(_model_admin).__name__, (_NonAdminsRefused, type(_model_admin)), {})
+    )
+
+
+class ProfileInline(AdminsOnly, admin.StackedInline):
     model = Profile
     can_delete = False
 
 
-class UserQuotaInline(admin.StackedInline):
+class UserQuotaInline(AdminsOnly, admin.StackedInline):
     """The user's daily and weekly GPU-seconds (empty: unlimited)."""
 
     model = GpuQuota
@@ -27,7 +79,7 @@ class TeamQuotaInline(UserQuotaInline):
     exclude = ["user"]
 
 
-class GpuqUserAdmin(UserAdmin):
+class GpuqUserAdmin(AdminsOnly, UserAdmin):
     inlines = [ProfileInline, UserQuotaInline]
 
 
@@ -36,13 +88,13 @@ admin.site.register(get_user_model(), GpuqUserAdmin)
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(AdminsOnly, admin.ModelAdmin):
     search_fields = ["name"]
     inlines = [TeamQuotaInline]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ["hint", "user", "name", "created_at", "expires_at", "last_used_at"]
     readonly_fields = ["hint", "created_at", "last_used_at"]
     search_fields = ["user__username", "name"]

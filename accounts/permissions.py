@@ -1,57 +1,219 @@
-"""Who may do what: levels, priority ceilings, raw commands, and which jobs a user sees and acts on."""
+"""Who may see and do what: the one place that decides, for the API, the pages, the websocket and the
+admin alike, from gpuq's levels (admin, lead, researcher, viewer), teams and per-job shares.
+
+Rules: admins see and do everything. Owners see and act on their jobs; leads see and act on their
+team's jobs; a job shared `view` is seen, shared `act` is also acted on (cancel, pause, resume, lower
+its priority). Viewers read and never act. Leads approve or reject their team's blocked jobs, never
+their own (admins may). Priorities: admins set any in [-1000, 1000]; leads set their team's jobs within
+[Background (-10), their level's ceiling]; owners (and those a job is shared with to act) may only lower
+it. `env` is seen by the owner and admins only. Django's `is_staff` and model permissions grant nothing
+here: a staff member is what their level says (no profile: a researcher without a team).
+
+A user's level and team are read once and kept on the user object (`_gpuq_facts`): a request's user
+is loaded fresh for each request, so lists check permissions without one query per row."""
 
 from django.conf import settings
+from django.db.models import Q
 
 from accounts.models import Level, Profile
 
 # Default and ceiling of the priority a user may ask for, by level (DESIGN.md vocabulary).
 LEVEL_PRIORITY = {Level.ADMIN: 30, Level.LEAD: 20, Level.RESEARCHER: 10, Level.VIEWER: 0}
 LEVEL_PRIORITY.update(getattr(settings, "GPUQ_LEVEL_PRIORITY", {}))
+LOWEST_TIER = -10  # Background: the floor of what leads may set on their team's jobs
+PRIORITY_LIMITS = (-1000, 1000)  # what admins may set; the range of the priority field
+
+VIEW_JOB, ACT_ON_JOB = "view_job", "act_on_job"  # guardian codenames of a job's shares
+
+
+def _facts(user) -> tuple[str, object]:
+    """(level, team) of the user, read once per user object. Anonymous and inactive users are viewers
+    without a team (they read nothing either: every view needs a login)."""
+    facts = getattr(user, "_gpuq_facts", None)
+    if facts is None:
+        if not (user.is_authenticated and user.is_active):
+            facts = (Level.VIEWER, None)
+        else:
+            profile = Profile.objects.select_related("team").filter(user_id=user.pk).first()
+            level = profile.level if profile else Level.RESEARCHER
+            facts = (Level.ADMIN if user.is_superuser else level, profile.team if profile else None)
+        user._gpuq_facts = facts
+    return facts
+
+
+def forget(user) -> None:
+    """Drop what `_facts` kept on this user object, so the next check reads the level and team again
+    (for long-lived objects such as a websocket's user)."""
+    user.__dict__.pop("_gpuq_facts", None)
 
 
 def level_of(user) -> str:
-    if user.is_superuser:
-        return Level.ADMIN
-    profile = Profile.objects.filter(user=user).only("level").first()
-    return profile.level if profile else Level.RESEARCHER
+    return _facts(user)[0]
 
 
 def team_of(user):
-    profile = Profile.objects.filter(user=user).select_related("team").first()
-    return profile.team if profile else None
+    """The user's Team, or None."""
+    return _facts(user)[1]
+
+
+def _team_id(user) -> int | None:
+    team = team_of(user)
+    return team.pk if team is not None else None
 
 
 def is_admin(user) -> bool:
-    return user.is_superuser or level_of(user) == Level.ADMIN
+    return level_of(user) == Level.ADMIN
+
+
+def is_lead_or_admin(user) -> bool:
+    return level_of(user) in (Level.ADMIN, Level.LEAD)
 
 
 def can_submit(user) -> bool:
-    return user.is_active and level_of(user) != Level.VIEWER
+    return user.is_authenticated and user.is_active and level_of(user) != Level.VIEWER
 
 
 def can_submit_raw(user) -> bool:
     """Raw argv needs the `scheduling.submit_raw_command` permission; admins hold it."""
-    return is_admin(user) or user.has_perm("scheduling.submit_raw_command")
+    return is_admin(user) or (can_submit(user) and user.has_perm("scheduling.submit_raw_command"))
 
 
 def priority_ceiling(user) -> int:
     return LEVEL_PRIORITY[level_of(user)]
 
 
-def is_lead_or_admin(user) -> bool:
-    return is_admin(user) or level_of(user) == Level.LEAD
+def _leads(user, job) -> bool:
+    """The user is a lead of the job's team."""
+    return level_of(user) == Level.LEAD and job.team_id is not None and job.team_id == _team_id(user)
 
 
-def can_act_on(user, job) -> bool:
-    """Owners act on their jobs, leads on their team's jobs, admins on all, and anyone a job was shared
-    with to act on (django-guardian's `scheduling.act_on_job` on that job). Viewers only read."""
-    level = level_of(user)
-    if level == Level.VIEWER:
+def _shares(user, job) -> set[str]:
+    """What the job was shared with this user for (guardian's direct per-job rows)."""
+    from scheduling.models import JobUserObjectPermission
+
+    if not user.is_authenticated or job.pk is None:
+        return set()
+    return set(
+        JobUserObjectPermission.objects.filter(user_id=user.pk, content_object_id=job.pk).values_list(
+            "permission__codename", flat=True
+        )
+    )
+
+
+# Jobs: seeing them.
+
+
+def visible_jobs(user):
+    """The jobs whose details (argv, params, log, transitions) the user may read: all for admins; their
+    own, their team's for leads, and those shared with them. Anything else is as if it did not exist."""
+    from scheduling.models import Job, JobUserObjectPermission
+
+    jobs = Job.objects.select_related("owner", "node", "template")
+    if not (user.is_authenticated and user.is_active):
+        return jobs.none()
+    if is_admin(user):
+        return jobs
+    shared = JobUserObjectPermission.objects.filter(user_id=user.pk).values("content_object_id")
+    mine = Q(owner_id=user.pk) | Q(pk__in=shared)
+    if level_of(user) == Level.LEAD and (team_id := _team_id(user)) is not None:
+        mine |= Q(team_id=team_id)
+    return jobs.filter(mine)
+
+
+def can_view_job(user, job) -> bool:
+    if not (user.is_authenticated and user.is_active):
         return False
-    if level == Level.ADMIN or job.owner_id == user.pk:
+    if is_admin(user) or job.owner_id == user.pk or _leads(user, job):
         return True
-    if job.team_id is not None and level == Level.LEAD:
-        team = team_of(user)
-        if team is not None and team.pk == job.team_id:
-            return True
-    return user.has_perm("scheduling.act_on_job", job)
+    return bool(_shares(user, job))
+
+
+def can_see_env(user, job) -> bool:
+    """`env` often holds keys: the owner and admins only, never a lead or a share."""
+    return user.is_authenticated and user.is_active and (is_admin(user) or job.owner_id == user.pk)
+
+
+# Jobs: acting on them.
+
+
+def can_act_on_job(user, job) -> bool:
+    """Cancel, pause, resume: owners, leads of the job's team, admins, and users the job was shared
+    with to act. Viewers never act, whatever was shared with them."""
+    if not (user.is_authenticated and user.is_active) or level_of(user) == Level.VIEWER:
+        return False
+    if is_admin(user) or job.owner_id == user.pk or _leads(user, job):
+        return True
+    return ACT_ON_JOB in _shares(user, job)
+
+
+can_act_on = can_act_on_job  # the name other modules used before
+
+
+def actable_job_ids(user, jobs) -> set[int]:
+    """The ids among `jobs` the user may act on, in one query at most (pages list many jobs)."""
+    from scheduling.models import JobUserObjectPermission
+
+    jobs = list(jobs)
+    if not (user.is_authenticated and user.is_active) or level_of(user) == Level.VIEWER:
+        return set()
+    if is_admin(user):
+        return {job.pk for job in jobs}
+    ids = {job.pk for job in jobs if job.owner_id == user.pk or _leads(user, job)}
+    rest = [job.pk for job in jobs if job.pk not in ids]
+    if rest:
+        ids |= set(
+            JobUserObjectPermission.objects.filter(
+                user_id=user.pk, content_object_id__in=rest, permission__codename=ACT_ON_JOB
+            ).values_list("content_object_id", flat=True)
+        )
+    return ids
+
+
+def can_approve_job(user, job) -> bool:
+    """Approve or reject a blocked job: admins any; leads their team's jobs, never their own."""
+    if is_admin(user):
+        return True
+    return _leads(user, job) and job.owner_id != user.pk
+
+
+def approval_refusal(user, job) -> str:
+    """Why `can_approve_job` said no, for the 403."""
+    if _leads(user, job):
+        return "You cannot approve or reject your own job: another lead of your team or an admin does."
+    if level_of(user) == Level.LEAD:
+        return "Leads approve and reject their own team's jobs only."
+    return "Only leads (of the job's team) and admins approve or reject jobs."
+
+
+def can_set_priority(user, job, priority: int) -> str | None:
+    """None if the user may give the job this priority, else why not (for a 400 naming `priority`;
+    callers answer 403 first when the user may not act on the job at all)."""
+    low, high = PRIORITY_LIMITS
+    if not isinstance(priority, int) or isinstance(priority, bool) or not low <= priority <= high:
+        return f"a whole number from {low} to {high}"
+    if not can_act_on_job(user, job):
+        return "you may not change this job's priority"
+    if is_admin(user):
+        return None
+    lowering = priority <= job.priority
+    if lowering and (job.owner_id == user.pk or ACT_ON_JOB in _shares(user, job)):
+        return None  # owners (and their delegates) may always lower their own job
+    if _leads(user, job):
+        ceiling = priority_ceiling(user)
+        if not LOWEST_TIER <= priority <= ceiling:
+            return f"leads set their team's jobs from {LOWEST_TIER} (Background) to {ceiling} (your ceiling)"
+        return None
+    return "you may lower your job's priority; raising it needs a lead or admin"
+
+
+def can_share_job(user, job) -> bool:
+    return user.is_authenticated and user.is_active and (is_admin(user) or job.owner_id == user.pk)
+
+
+# The Django admin.
+
+
+def can_administer(user) -> bool:
+    """Policies, quotas, templates, users, teams, tokens, nodes and GPUs: gpuq admins only (superusers or
+    level admin), whatever Django model permissions a staff member holds."""
+    return user.is_authenticated and user.is_active and is_admin(user)

@@ -32,6 +32,7 @@ def main():
     import django
 
     django.setup()
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
@@ -40,7 +41,7 @@ def main():
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_superuser(f"chaos-{os.getpid()}", password="chaos-only", email="")
-    env = {**os.environ}
+    env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY}  # one key for every process of this gpuq
     if connection.vendor == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
     print(

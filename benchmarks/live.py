@@ -44,6 +44,7 @@ def main():
 
     django.setup()
     import httpx
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
@@ -56,7 +57,7 @@ def main():
     call_command("migrate", verbosity=0)
     name = f"live-{os.getpid()}"
     user = get_user_model().objects.create_superuser(name, password="live-bench-only", email="")
-    env = {**os.environ}
+    env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY}  # one key for every process of this gpuq
     if connection.vendor == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
     port = 8800 + os.getpid() % 1000

@@ -1,12 +1,13 @@
-"""Admin for nodes, GPUs and allocations."""
+"""Admin for nodes, GPUs and allocations (gpuq admins only)."""
 
 from django.contrib import admin
 
+from accounts.admin import AdminsOnly
 from gpus.models import Allocation, Gpu, Node
 from gpus.services import node_set_drained
 
 
-class GpuInline(admin.TabularInline):
+class GpuInline(AdminsOnly, admin.TabularInline):
     model = Gpu
     extra = 0
     fields = [
@@ -27,7 +28,7 @@ class GpuInline(admin.TabularInline):
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ["name", "status", "drained", "backend", "simulated", "heartbeat_at", "registered_at"]
     list_filter = ["status", "drained", "backend"]
     actions = ["drain", "undrain"]
@@ -51,7 +52,7 @@ class NodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Gpu)
-class GpuAdmin(admin.ModelAdmin):
+class GpuAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = [
         "__str__",
         "node",
@@ -85,7 +86,7 @@ class GpuAdmin(admin.ModelAdmin):
 
 
 @admin.register(Allocation)
-class AllocationAdmin(admin.ModelAdmin):
+class AllocationAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ["gpu", "job", "attempt", "allocated_at", "released_at"]
     list_filter = ["gpu__node"]
     list_select_related = ["gpu__node", "job"]

@@ -9,16 +9,14 @@ django_asgi = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from queueproject.origins import SameOriginValidator  # noqa: E402
 from scheduling.live import EventsConsumer  # noqa: E402
 
 http = ASGIStaticFilesHandler(django_asgi) if settings.GPUQ_SERVE_STATIC else django_asgi
-# Websockets: the session's user (logged-in only, checked by the consumer) from an allowed origin.
-websocket = AllowedHostsOriginValidator(
-    AuthMiddlewareStack(URLRouter([path("ws/events", EventsConsumer.as_asgi())]))
-)
+# Websockets: the session's user (logged-in only, checked by the consumer) from the site's own origin.
+websocket = SameOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/events", EventsConsumer.as_asgi())])))
 application = ProtocolTypeRouter({"http": http, "websocket": websocket})

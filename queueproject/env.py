@@ -1,6 +1,7 @@
 """Read settings from the environment, failing loudly on a value that cannot be parsed."""
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -46,3 +47,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: list[str]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """`HEADER,VALUE`: the header a TLS proxy sets and its value on HTTPS requests, as Django's
+    SECURE_PROXY_SSL_HEADER wants it. `X-Forwarded-Proto,https` and `HTTP_X_FORWARDED_PROTO,https` are the
+    same; unset or empty is None (no proxy is trusted)."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != 2 or not parts[1] or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", parts[0]):
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected HEADER,VALUE, e.g. X-Forwarded-Proto,https")
+    header = parts[0].upper().replace("-", "_")
+    return (header if header.startswith("HTTP_") else f"HTTP_{header}"), parts[1]

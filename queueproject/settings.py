@@ -5,17 +5,53 @@ from pathlib import Path
 
 import dj_database_url
 
-from queueproject.env import env_bool, env_float, env_int, env_list, env_str
+from queueproject.env import env_bool, env_choice, env_float, env_int, env_list, env_proxy_ssl_header, env_str
+from queueproject.secret_key import secret_key_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GPUQ_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
-# The development secret only ever signs sessions of the embedded default; set SECRET_KEY in production.
-SECRET_KEY = env_str("SECRET_KEY", "gpuq-embedded-development-secret-change-me-in-production")
+# One key signs sessions, CSRF tokens and the tasks handed to nodes (django-q2 drops a task signed with
+# another key), so every process of one gpuq needs the same: SECRET_KEY when set; else, on the embedded
+# default (no DATABASE_URL), the install's own key in the data folder (0600), made on first start.
+SECRET_KEY = secret_key_setting(key_file=None if env_str("DATABASE_URL", "") else DATA_DIR / "secret-key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS and browser protections (what `manage.py check --deploy` asks for). The defaults keep plain
+# http://localhost working for the embedded default; the README's production settings turn HTTPS on.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")  # behind a TLS proxy only
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SESSION_COOKIE_HTTPONLY = env_bool("SESSION_COOKIE_HTTPONLY", True)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600, minimum=60)
+SECURE_CONTENT_TYPE_NOSNIFF = env_bool("SECURE_CONTENT_TYPE_NOSNIFF", True)
+SECURE_REFERRER_POLICY = env_choice(
+    "SECURE_REFERRER_POLICY",
+    "same-origin",
+    [
+        "no-referrer",
+        "no-referrer-when-downgrade",
+        "origin",
+        "origin-when-cross-origin",
+        "same-origin",
+        "strict-origin",
+        "strict-origin-when-cross-origin",
+        "unsafe-url",
+    ],
+)
+SECURE_CROSS_ORIGIN_OPENER_POLICY = env_choice(
+    "SECURE_CROSS_ORIGIN_OPENER_POLICY",
+    "same-origin",
+    ["same-origin", "same-origin-allow-popups", "unsafe-none"],
+)
+X_FRAME_OPTIONS = env_choice("X_FRAME_OPTIONS", "DENY", ["DENY", "SAMEORIGIN"])
 
 INSTALLED_APPS = [
     "daphne",
@@ -126,6 +162,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served by gpuq itself: no CDN needed
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # A transition's from_status and to_status share one enum (else `check --deploy` warns).
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "scheduling.states.Status"},
 }
 
 # --- gpuq's own settings (each documented in the README) ---
@@ -144,6 +182,8 @@ GPUQ_RETRY_AFTER_SECONDS = env_int("GPUQ_RETRY_AFTER_SECONDS", 5, minimum=1)
 GPUQ_IDEMPOTENCY_HOURS = env_float("GPUQ_IDEMPOTENCY_HOURS", 24.0, minimum=0.01)
 # Serve /static/ from the app itself (fine for the embedded default; use a web server at scale).
 GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
+# How often a websocket re-reads its user and session, closing when either ended (scheduling.live).
+GPUQ_WS_RECHECK_SECONDS = env_float("GPUQ_WS_RECHECK_SECONDS", 30.0, minimum=0.05)
 GPUQ_KILL_GRACE_SECONDS = env_float("GPUQ_KILL_GRACE_SECONDS", 10.0)
 GPUQ_HEARTBEAT_SECONDS = env_float("GPUQ_HEARTBEAT_SECONDS", 2.0, minimum=0.05)
 GPUQ_LEASE_SECONDS = env_float("GPUQ_LEASE_SECONDS", 20.0, minimum=0.5)

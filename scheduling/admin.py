@@ -1,4 +1,5 @@
-"""Admin for jobs (with their read-only transition log) and job templates."""
+"""Admin for jobs (with their read-only transition log), job templates, policies and quotas. Jobs are
+shown to staff as their gpuq level allows (accounts.permissions); the rest is for gpuq admins only."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -6,7 +7,8 @@ from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from accounts.permissions import is_admin
+from accounts.admin import AdminsOnly
+from accounts.permissions import can_administer, can_see_env, can_view_job, visible_jobs
 from scheduling import selectors, services
 from scheduling.models import GpuQuota, Job, JobAudit, JobStateTransition, JobTemplate, SchedulingPolicy
 from scheduling.transitions import TransitionConflict
@@ -19,10 +21,17 @@ class TransitionInline(admin.TabularInline):
     fields = ["at", "from_status", "to_status", "attempt", "triggered_by", "reason"]
     readonly_fields = fields
 
+    def has_view_permission(self, request, obj=None):
+        # obj: the job shown (None where Django asks about the inline itself; the page checked the job)
+        return obj is None or can_view_job(request.user, obj)
+
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -33,10 +42,17 @@ class AuditInline(admin.TabularInline):
     fields = ["at", "by", "action", "detail"]
     readonly_fields = fields
 
+    def has_view_permission(self, request, obj=None):
+        # obj: the job shown (None where Django asks about the inline itself; the page checked the job)
+        return obj is None or can_view_job(request.user, obj)
+
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -76,8 +92,34 @@ class JobAdmin(admin.ModelAdmin):
     # Status changes only through the services (one door); the admin shows, it does not edit.
     readonly_fields = [f.name for f in Job._meta.fields]
 
+    # Staff see the jobs their level lets them see (leads their team's, others their own and those
+    # shared with them), never another's env, and act only through the actions, i.e. the services.
+    def get_queryset(self, request):
+        jobs = super().get_queryset(request)
+        if can_administer(request.user):
+            return jobs
+        return jobs.filter(pk__in=visible_jobs(request.user).values("pk"))
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request) and (obj is None or can_view_job(request.user, obj))
+
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return can_administer(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return can_administer(request.user)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None or not can_see_env(request.user, obj):
+            fields = [f for f in fields if f != "env"]
+        return fields
 
     def get_urls(self):
         own = [
@@ -93,7 +135,7 @@ class JobAdmin(admin.ModelAdmin):
             "title": "Waiting queue",
             "pending": selectors.queue().pending,
             "opts": self.model._meta,
-            "can_move": is_admin(request.user),
+            "can_move": can_administer(request.user),
         }
         return TemplateResponse(request, "admin/scheduling/job/queue.html", context)
 
@@ -102,6 +144,8 @@ class JobAdmin(admin.ModelAdmin):
         through the same services as the API; logged with the admin's name."""
         if request.method != "POST":
             return JsonResponse({"detail": "POST only"}, status=405)
+        if not can_administer(request.user):  # before anything moves: a move may change a priority first
+            return JsonResponse({"detail": "Only admins reorder the queue."}, status=403)
         try:
             job = Job.objects.get(pk=int(request.POST["job"]))
             side = "before" if request.POST.get("before") else "after"
@@ -183,13 +227,13 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(JobTemplate)
-class JobTemplateAdmin(admin.ModelAdmin):
+class JobTemplateAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ["name", "default_gpu_count", "default_time_limit_seconds", "batchable", "enabled"]
     search_fields = ["name", "description"]
 
 
 @admin.register(SchedulingPolicy)
-class SchedulingPolicyAdmin(admin.ModelAdmin):
+class SchedulingPolicyAdmin(AdminsOnly, admin.ModelAdmin):
     """Policies are checked on save: a bad config is shown in the form, not stored."""
 
     list_display = ["type", "enabled", "config", "updated_at"]
@@ -201,7 +245,7 @@ class SchedulingPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(GpuQuota)
-class GpuQuotaAdmin(admin.ModelAdmin):
+class GpuQuotaAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ["__str__", "user", "team", "daily_gpu_seconds", "weekly_gpu_seconds"]
     search_fields = ["user__username", "team__name"]
     autocomplete_fields = ["user", "team"]

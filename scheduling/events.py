@@ -53,7 +53,8 @@ class ticking:
 
 
 def job_fields(job) -> dict:
-    """What everyone may see of a job, as the queue shows it."""
+    """What a job event carries: the queue's fields and the progress the job reports. A receiver who may
+    not read the job gets only its PUBLIC_JOB_FIELDS (see `for_receiver`)."""
     return {
         "id": job.pk,
         "name": job.name,
@@ -96,3 +97,37 @@ def emit_queue(changed: int) -> None:
     from scheduling.models import Event
 
     Event.objects.create(kind=Event.Kind.QUEUE, data={"changed": changed})
+
+
+# What the queue page shows everyone of a job. Everything else an event says about a job (its progress and
+# metrics, the transition's reason, which may hold an error message or an operator's note, and any field
+# added later) reaches only those who may read the job (scheduling.selectors.visible_jobs).
+PUBLIC_JOB_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "owner",
+        "status",
+        "from",
+        "priority",
+        "gpu_count",
+        "node",
+        "gpu_indices",
+        "attempt",
+        "wait_reason",
+        "wait_detail",
+    }
+)
+
+
+def for_receiver(message: dict, *, may_read: bool) -> dict | None:
+    """An event message (`Event.as_message()`) as one receiver may see it, or None when it is not theirs
+    to see. Events about no job (node, queue) go to everyone; events about a job go whole to those who may
+    read it; to others a job event keeps only PUBLIC_JOB_FIELDS and a progress event is not sent."""
+    from scheduling.models import Event
+
+    if message["job"] is None or may_read:
+        return message
+    if message["kind"] != Event.Kind.JOB:
+        return None
+    return {**message, "data": {k: v for k, v in message["data"].items() if k in PUBLIC_JOB_FIELDS}}

@@ -315,8 +315,8 @@ class GpuQuota(models.Model):
 class Event(models.Model):
     """The live stream that pages follow over websockets: one row per change they show (a job's
     transition or progress, a node's status), written in the transaction of the change, so ids give the
-    order and a client that reconnects resumes after the last id it saw. Payloads hold only what the
-    queue shows everyone (no argv, no environment)."""
+    order and a client that reconnects resumes after the last id it saw. Payloads never hold argv or the
+    environment; progress and reasons go only to those who may read the job (events.for_receiver)."""
 
     class Kind(models.TextChoices):
         JOB = "job", "Job"  # a transition or a new job: the job's queue fields

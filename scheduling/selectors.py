@@ -6,12 +6,11 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import Level
-from accounts.permissions import is_admin, level_of, team_of
+from accounts import permissions
 from gpus.models import Allocation, Gpu, Node, NodeStatus
 from gpus.placement import GpuSpec, Needs, NodeFree
 from scheduling import batching, planner, policies, usage
-from scheduling.models import GpuQuota, Job, JobUserObjectPermission, PolicyType
+from scheduling.models import GpuQuota, Job, PolicyType
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 
 _PENDING_FIELDS = (
@@ -180,15 +179,9 @@ def snapshot(now: datetime | None = None, *, pending: QuerySet[Job] | None = Non
 
 
 def visible_jobs(user) -> QuerySet[Job]:
-    """The jobs whose details `user` may read: their own, their team's for leads, all for admins."""
-    jobs = Job.objects.select_related("owner", "node", "template")
-    if is_admin(user):
-        return jobs
-    shared = JobUserObjectPermission.objects.filter(user=user).values("content_object_id")
-    mine = Q(owner=user) | Q(pk__in=shared)
-    if level_of(user) == Level.LEAD and (team := team_of(user)) is not None:
-        mine |= Q(team=team)
-    return jobs.filter(mine)
+    """The jobs whose details `user` may read (accounts.permissions decides: their own, their team's for
+    leads, those shared with them, all for admins)."""
+    return permissions.visible_jobs(user)
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,18 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from accounts.permissions import (
-    can_act_on,
+    approval_refusal,
+    can_act_on_job,
+    can_approve_job,
+    can_set_priority,
+    can_share_job,
     can_submit,
     can_submit_raw,
     is_admin,
-    is_lead_or_admin,
     level_of,
     priority_ceiling,
     team_of,
+    visible_jobs,
 )
 from gpus.models import Gpu
 from gpus.placement import Needs, could_ever_fit, eligible
@@ -116,11 +120,12 @@ def job_submit(
     if max_attempts < 1:
         raise ValidationError({"max_attempts": "must be at least 1"})
     resources = _check_resources(resources or [])
-    dependencies = list(Job.objects.filter(pk__in=depends_on or []))
+    # A job the user cannot see is answered like one that does not exist: ids reveal nothing.
+    dependencies = list(visible_jobs(user).filter(pk__in=depends_on or []))
     missing = sorted(set(depends_on or []) - {d.pk for d in dependencies})
     if missing:
         raise ValidationError({"depends_on": f"no job {', '.join(map(str, missing))}"})
-    hidden = [d.pk for d in dependencies if not can_act_on(user, d)]
+    hidden = [d.pk for d in dependencies if not can_act_on_job(user, d)]
     if hidden:
         raise ValidationError({"depends_on": f"job {hidden[0]} is not yours"})
 
@@ -264,7 +269,7 @@ def _dry_run(fields: dict, needs: Needs, dependencies: list[Job], now) -> DryRun
 
 
 def _authorize(user, job: Job, action: str) -> None:
-    if not can_act_on(user, job):
+    if not can_act_on_job(user, job):
         raise PermissionDenied(f"You can only {action} your own jobs (leads: your team's).")
 
 
@@ -328,8 +333,8 @@ def job_resume(*, job: Job, user, reason: str = "") -> Job:
 
 
 def job_approve(*, job: Job, user, reason: str = "") -> Job:
-    if not is_lead_or_admin(user):
-        raise PermissionDenied("Only leads and admins approve jobs.")
+    if not can_approve_job(user, job):
+        raise PermissionDenied(approval_refusal(user, job))
     if job.status != Status.BLOCKED:
         raise ValidationError({"status": f"only a blocked job can be approved; this one is {job.status}"})
     later = job.start_after is not None and job.start_after > timezone.now()
@@ -344,8 +349,8 @@ def job_approve(*, job: Job, user, reason: str = "") -> Job:
 
 
 def job_reject(*, job: Job, user, reason: str) -> Job:
-    if not is_lead_or_admin(user):
-        raise PermissionDenied("Only leads and admins reject jobs.")
+    if not can_approve_job(user, job):
+        raise PermissionDenied(approval_refusal(user, job))
     if not reason.strip():
         raise ValidationError({"reason": "say why the job is rejected"})
     if job.status != Status.BLOCKED:
@@ -354,15 +359,12 @@ def job_reject(*, job: Job, user, reason: str) -> Job:
 
 
 def job_set_priority(*, job: Job, user, priority: int, reason: str = "") -> Job:
-    """Owners may lower their own job's priority; leads and admins may set any job's. Logged."""
-    if not isinstance(priority, int) or not -1000 <= priority <= 1000:
-        raise ValidationError({"priority": "a whole number from -1000 to 1000"})
-    if not is_lead_or_admin(user):
-        _authorize(user, job, "change the priority of")
-        if priority > job.priority:
-            raise ValidationError(
-                {"priority": "you may lower your job's priority; raising it needs a lead or admin"}
-            )
+    """Owners may lower their own job's priority; leads set their team's jobs within [Background, their
+    ceiling]; admins set any job's within [-1000, 1000] (accounts.permissions.can_set_priority). Logged."""
+    _authorize(user, job, "change the priority of")
+    refusal = can_set_priority(user, job, priority)
+    if refusal:
+        raise ValidationError({"priority": refusal})
     if job.status in TERMINAL:
         raise ValidationError({"status": f"job {job.pk} already ended ({job.status})"})
     with transaction.atomic():
@@ -446,7 +448,7 @@ def job_share(*, job: Job, user, with_user, permission: str = "act", revoke: boo
     Returns what that user holds on the job afterwards."""
     from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
-    if not (is_admin(user) or job.owner_id == user.pk):
+    if not can_share_job(user, job):
         raise PermissionDenied("Only the job's owner or an admin shares it.")
     if permission not in ("view", "act"):
         raise ValidationError({"permission": "view or act"})

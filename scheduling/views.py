@@ -12,7 +12,13 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import can_act_on, can_submit, can_submit_raw, priority_ceiling
+from accounts.permissions import (
+    actable_job_ids,
+    can_act_on_job,
+    can_submit,
+    can_submit_raw,
+    priority_ceiling,
+)
 from scheduling import analytics, quotas, selectors, services
 from scheduling.models import Event, JobTemplate
 from scheduling.states import TERMINAL
@@ -32,18 +38,21 @@ def _live(request, page: str, fragment: str, context: dict):
 @login_required
 def queue_page(request):
     view = selectors.queue()
+    jobs = [e.job for e in (*view.running, *view.pending, *view.held)]
     context = {
         "running": view.running,
         "pending": view.pending,
         "held": view.held,
         "stats": selectors.queue_stats(),
-        "actable": _actable(request.user, [e.job for e in (*view.running, *view.pending, *view.held)]),
+        # Everyone sees the queue; a job's own page is linked only for those who may read it.
+        "visible": set(
+            selectors.visible_jobs(request.user)
+            .filter(pk__in=[j.pk for j in jobs])
+            .values_list("pk", flat=True)
+        ),
+        "actable": actable_job_ids(request.user, jobs),
     }
     return _live(request, "scheduling/queue.html", "scheduling/_queue_body.html", context)
-
-
-def _actable(user, jobs) -> set[int]:
-    return {job.pk for job in jobs if can_act_on(user, job)}
 
 
 @login_required
@@ -55,7 +64,7 @@ def job_page(request, job_id: int):
         "transitions": transitions,
         "attempts": selectors.attempts(transitions),
         "finished": job.status in TERMINAL,
-        "can_act": can_act_on(request.user, job),
+        "can_act": can_act_on_job(request.user, job),
         "members": list(job.batch_members.values_list("pk", flat=True)),
     }
     return _live(request, "scheduling/job.html", "scheduling/_job_body.html", context)
@@ -99,8 +108,14 @@ def gpus_page(request):
 
 @login_required
 def my_jobs_page(request):
-    jobs = selectors.visible_jobs(request.user).filter(owner=request.user).order_by("-submitted_at")[:100]
-    context = {"jobs": jobs, "quota": quotas.quota_status(request.user), "actable": {j.pk for j in jobs}}
+    jobs = list(
+        selectors.visible_jobs(request.user).filter(owner=request.user).order_by("-submitted_at")[:100]
+    )
+    context = {
+        "jobs": jobs,
+        "quota": quotas.quota_status(request.user),
+        "actable": actable_job_ids(request.user, jobs),
+    }
     return _live(request, "scheduling/me.html", "scheduling/_me_body.html", context)
 
 

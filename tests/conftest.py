@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework.test import APIClient
@@ -81,13 +82,20 @@ def node(db):
 
 
 def child_env(**extra) -> dict[str, str]:
-    """Environment for a gpuq child process that must use this test's database."""
+    """Environment for a gpuq child process that must use this test's database, with this process's
+    SECRET_KEY: processes of one gpuq must share it (django-q2 drops a task signed with another key), and a
+    child given DATABASE_URL without one refuses to start."""
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         url = f"sqlite:///{Path(db['NAME']).resolve()}"
     else:
         url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = {**os.environ, "DATABASE_URL": url, **{k: str(v) for k, v in extra.items()}}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SECRET_KEY": settings.SECRET_KEY,
+        **{k: str(v) for k, v in extra.items()},
+    }
     env.pop("Q_CLUSTER_NAME", None)
     return env
 

@@ -7,23 +7,16 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import is_lead_or_admin
 from scheduling import selectors, services
 from scheduling.api.serializers import JobOut, PriorityIn, ReasonIn, RejectIn
 from scheduling.models import Job
 from scheduling.states import Status
 
 
-def _job_for(request, job_id: int, *, any_job: bool = False) -> Job:
-    """The job, if the user may see it; leads and admins may act on jobs beyond their own where the
-    action allows it (approve, reject, priority), and the service checks the rest."""
-    wide = any_job and is_lead_or_admin(request.user)
-    jobs = (
-        Job.objects.select_related("owner", "node", "template")
-        if wide
-        else selectors.visible_jobs(request.user)
-    )
-    return get_object_or_404(jobs, pk=job_id)
+def _job_for(request, job_id: int) -> Job:
+    """The job, if the user may see it; otherwise a 404 exactly like a job that does not exist. The
+    service then decides whether the user may act on it (403)."""
+    return get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
 
 
 class _JobAction(APIView):
@@ -31,17 +24,17 @@ class _JobAction(APIView):
 
     service = None
     input = ReasonIn
-    any_job = False
 
     @extend_schema(request=ReasonIn, responses={200: JobOut, 202: JobOut})
     def post(self, request, job_id: int):
         data = self.input(data=request.data)
         data.is_valid(raise_exception=True)
-        job = type(self).service(
-            job=_job_for(request, job_id, any_job=self.any_job), user=request.user, **data.validated_data
-        )
+        job = type(self).service(job=_job_for(request, job_id), user=request.user, **data.validated_data)
         accepted = job.status == Status.RUNNING  # asked to stop; the executor finishes it
-        return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK)
+        return Response(
+            JobOut(job, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK,
+        )
 
 
 class JobPause(_JobAction):
@@ -54,13 +47,11 @@ class JobResume(_JobAction):
 
 class JobApprove(_JobAction):
     service = services.job_approve
-    any_job = True
 
 
 class JobReject(_JobAction):
     service = services.job_reject
     input = RejectIn
-    any_job = True
 
     @extend_schema(request=RejectIn, responses=JobOut)
     def post(self, request, job_id: int):
@@ -70,7 +61,6 @@ class JobReject(_JobAction):
 class JobPriority(_JobAction):
     service = services.job_set_priority
     input = PriorityIn
-    any_job = True
 
     @extend_schema(request=PriorityIn, responses=JobOut)
     def post(self, request, job_id: int):

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from accounts.models import Team
+from accounts.permissions import can_see_env
 from scheduling.models import Job, JobStateTransition, JobTemplate, SchedulingPolicy
 from scheduling.policies import validate_config
 
@@ -144,6 +145,15 @@ class JobOut(serializers.ModelSerializer):
 
     def get_cancel_requested(self, job) -> bool:
         return job.stop_request == "cancel"
+
+    def to_representation(self, job):
+        """`env` only for those who may see it (the owner and admins; give the request in the context):
+        leads and shares see the rest."""
+        data = super().to_representation(job)
+        request = self.context.get("request")
+        if request is None or not can_see_env(request.user, job):
+            data.pop("env", None)
+        return data
 
 
 class JobDetailOut(JobOut):

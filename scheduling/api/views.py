@@ -30,7 +30,7 @@ class JobListCreate(APIView):
         responses=JobOut(many=True),
     )
     def get(self, request):
-        jobs = selectors.visible_jobs(request.user).order_by("-id")
+        jobs = selectors.visible_jobs(request.user).prefetch_related("depends_on").order_by("-id")
         statuses = [s for value in request.query_params.getlist("status") for s in value.split(",") if s]
         unknown = sorted(set(statuses) - set(Status.values))
         if unknown:
@@ -44,7 +44,7 @@ class JobListCreate(APIView):
             jobs = jobs.filter(owner__username=owner)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobOut(page, many=True).data)
+        return paginator.get_paginated_response(JobOut(page, many=True, context={"request": request}).data)
 
     @extend_schema(
         request=JobSubmitIn,
@@ -75,9 +75,10 @@ class JobListCreate(APIView):
         if isinstance(job, services.DryRun):
             return Response({**dataclasses.asdict(job), "dry_run": True})
         job.refresh_from_db()
+        body = JobDetailOut(job, context={"request": request}).data
         if not created:
-            return Response(JobDetailOut(job).data, headers={"Idempotent-Replayed": "true"})
-        return Response(JobDetailOut(job).data, status=status.HTTP_201_CREATED)
+            return Response(body, headers={"Idempotent-Replayed": "true"})
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class JobDetail(APIView):
@@ -86,7 +87,7 @@ class JobDetail(APIView):
         job = get_object_or_404(
             selectors.visible_jobs(request.user).prefetch_related("transitions__triggered_by"), pk=job_id
         )
-        return Response(JobDetailOut(job).data)
+        return Response(JobDetailOut(job, context={"request": request}).data)
 
 
 class JobCancel(APIView):
@@ -96,7 +97,7 @@ class JobCancel(APIView):
         job = services.job_cancel(job=job, user=request.user, reason=request.data.get("reason", "") or "")
         # 202: a running job has been asked to stop and will end `cancelled` once its processes are gone.
         code = status.HTTP_202_ACCEPTED if job.status == Status.RUNNING else status.HTTP_200_OK
-        return Response(JobOut(job).data, status=code)
+        return Response(JobOut(job, context={"request": request}).data, status=code)
 
 
 class JobLog(APIView):

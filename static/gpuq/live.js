@@ -65,7 +65,14 @@
       if (event.kind === "progress" && progress(event)) return;
       soon();
     };
-    socket.onclose = function () {
+    socket.onclose = function (closed) {
+      // 4401: the session ended (logged out, expired, password changed); 4403: the user was deactivated.
+      // Reconnecting cannot help: go to the login page, which brings the user back here afterwards.
+      if (closed.code === 4401 || closed.code === 4403) {
+        show("signed out", "off");
+        location.assign("/accounts/login/?next=" + encodeURIComponent(location.pathname + location.search));
+        return;
+      }
       show("reconnecting…", "off");
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);

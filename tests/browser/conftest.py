@@ -33,7 +33,12 @@ class Gpuq:
 def gpuq(tmp_path_factory):
     data = tmp_path_factory.mktemp("gpuq-browser")
     serve, base, password, token = start_serve(
-        data, free_port(), GPUQ_DECLARED_GPUS="2x24GB", GPUQ_NODE_NAME="browser", GPUQ_HEARTBEAT_SECONDS="0.2"
+        data,
+        free_port(),
+        GPUQ_DECLARED_GPUS="2x24GB",
+        GPUQ_NODE_NAME="browser",
+        GPUQ_HEARTBEAT_SECONDS="0.2",
+        GPUQ_WS_RECHECK_SECONDS="0.5",  # a page whose user logged out leaves soon
     )
     try:
         wait_serving(base)

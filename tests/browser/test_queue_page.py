@@ -53,3 +53,16 @@ def test_priorities_have_their_colours(page, gpuq):
     }
     assert colours == {"urgent": "rgb(198, 40, 40)", "low": "rgb(117, 117, 117)"}
     del blocker
+
+
+def test_a_page_whose_user_logs_out_in_another_tab_goes_to_the_login_page(page, gpuq):
+    """The server closes the socket with 4401 at its next re-check; the page does not reconnect but
+    goes to the login page, which would bring the user back to the queue."""
+    page.goto("/")
+    page.wait_for_selector("#live-status.on")
+    other = page.context.new_page()
+    other.goto("/gpus/")
+    other.click("form.logout button")
+    other.wait_for_url("**/accounts/login/")
+    page.wait_for_url("**/accounts/login/?next=%2F", timeout=20000)
+    assert page.locator("input[name=username]").is_visible()

@@ -99,22 +99,34 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def web(tmp_path):
-    """A real `gpuq_web` (Daphne) process on the test database; yields its base URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_web", "--port", str(port)],
-        env=child_env(GPUQ_DATA_DIR=tmp_path, GPUQ_LOG_LEVEL="WARNING"),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+def start_web(tmp_path):
+    """Start a real `gpuq_web` (Daphne) process on the test database, with extra environment variables;
+    returns its base URL. Stopped after the test."""
+    started = []
+
+    def start(**env) -> str:
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_web", "--port", str(port)],
+            env=child_env(GPUQ_DATA_DIR=tmp_path, GPUQ_LOG_LEVEL="WARNING", **env),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(server)
+        base = f"http://127.0.0.1:{port}"
         wait_serving(base)
-        yield base
-    finally:
+        return base
+
+    yield start
+    for server in started:
         stop(server)
+
+
+@pytest.fixture
+def web(start_web):
+    """A real `gpuq_web` (Daphne) process on the test database; yields its base URL."""
+    return start_web()
 
 
 def login(base: str, username: str, password: str) -> httpx.Client:

@@ -4,9 +4,12 @@ Changes are made in this process, so every event crosses processes, as in the em
 import json
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from django.contrib.auth import get_user_model
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from gpus.services import node_set_drained
+from scheduling.events import emit_progress
 from scheduling.models import Event
 from scheduling.services import job_cancel
 from scheduling.states import Status
@@ -81,18 +84,62 @@ def test_transitions_arrive_in_order_and_a_reconnect_resumes_exactly_after_the_l
 
 
 def test_progress_and_node_changes_are_events_too(web, alice, root, node):
-    from gpus.services import node_set_drained
-    from scheduling.events import emit_progress
-
     session = login(web, "alice", "pw-alice")
+    job = make_job(alice, status=Status.RUNNING)
     with ws(web, session) as socket:
         receive(socket, 1)
-        emit_progress(7, {"fraction": 0.5})
+        emit_progress(job.pk, {"fraction": 0.5})
         node_set_drained(node=node, user=root, drained=True)
         progress, drained = receive(socket, 2)
     assert (progress["kind"], progress["job"], progress["data"]["progress"]) == (
         "progress",
-        7,
+        job.pk,
         {"fraction": 0.5},
     )
     assert (drained["kind"], drained["data"]) == ("node", {"name": "testnode", "drained": True})
+
+
+def test_an_origin_must_match_scheme_host_and_port_exactly(web, alice):
+    """A page served on another port of the same host (another app, a developer's server) is another
+    origin: the browser would send the user's cookie, so the server must refuse it."""
+    session = login(web, "alice", "pw-alice")
+    port = int(web.rsplit(":", 1)[1])
+    for origin in (
+        f"http://127.0.0.1:{port + 1 if port < 65535 else port - 1}",
+        "http://localhost:9999",
+        f"https://127.0.0.1:{port}",
+        "null",
+    ):
+        with pytest.raises(InvalidStatus) as refused:
+            ws(web, session, origin=origin).recv(timeout=5)
+        assert refused.value.response.status_code == 403, origin
+    with ws(web, session, origin=f"http://127.0.0.1:{port}") as socket:
+        assert receive(socket, 1)[0]["kind"] == "hello"
+
+
+def test_others_see_a_job_as_the_queue_shows_it_and_a_deactivated_user_is_cut_off(
+    start_web, alice, bob, node, root, settings
+):
+    settings.GPUQ_EVENT_TICKS = False
+    web = start_web(GPUQ_WS_RECHECK_SECONDS="0.3")
+    job = make_job(alice, status=Status.RUNNING, progress={"fraction": 0.1, "loss": 2.5})
+    with ws(web, login(web, "alice", "pw-alice")) as mine, ws(web, login(web, "bob", "pw-bob")) as theirs:
+        receive(mine, 1), receive(theirs, 1)
+        emit_progress(job.pk, {"fraction": 0.5, "loss": 1.25})
+        transition(job, Status.PAUSED, reason="paused at step 500")
+        node_set_drained(node=node, user=root, drained=True)  # the last of the three, to everyone
+        alice_got, bob_got = receive(mine, 3), receive(theirs, 2)
+
+        get_user_model().objects.filter(pk=bob.pk).update(is_active=False)
+        with pytest.raises(ConnectionClosed) as closed:
+            theirs.recv(timeout=30)
+        node_set_drained(node=node, user=root, drained=False)
+        assert receive(mine, 1)[0]["data"] == {"name": "testnode", "drained": False}
+    assert [e["kind"] for e in alice_got] == ["progress", "job", "node"]
+    assert alice_got[0]["data"]["progress"] == {"fraction": 0.5, "loss": 1.25}
+    assert alice_got[1]["data"]["progress"] == {"fraction": 0.1, "loss": 2.5}
+    assert alice_got[1]["data"]["reason"] == "paused at step 500"
+    assert [e["kind"] for e in bob_got] == ["job", "node"]
+    assert bob_got[0]["id"] == alice_got[1]["id"] and bob_got[0]["data"]["status"] == "paused"
+    assert "progress" not in bob_got[0]["data"] and "reason" not in bob_got[0]["data"]
+    assert closed.value.rcvd.code == 4403

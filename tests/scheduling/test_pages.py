@@ -54,3 +54,19 @@ def test_the_queue_page_shows_counts_estimates_and_held_jobs(alice, node):
     assert " UTC</time>" in waiting  # an estimated start, from the simulation
     assert "Awaiting approval" in held and "3 GPUs is more than 2" in held
     assert busy.pk
+
+
+def test_the_queue_page_shows_a_jobs_progress_only_to_those_who_may_read_it(alice, bob, node):
+    from scheduling.models import Job
+
+    job = make_job(alice, argv=["sleep", "30"], name="train")
+    tick()
+    Job.objects.filter(pk=job.pk).update(progress={"fraction": 0.42, "message": "secret-step-name"})
+    pages = {}
+    for user in (alice, bob):
+        client = Client()
+        client.force_login(user)
+        pages[user.username] = client.get("/").content.decode()
+    assert f"#{job.pk} train" in pages["bob"]  # bob sees the job as the queue shows it …
+    assert "secret-step-name" not in pages["bob"] and f'data-progress="{job.pk}"' not in pages["bob"]
+    assert "secret-step-name" in pages["alice"] and f'data-progress="{job.pk}"' in pages["alice"]

@@ -287,12 +287,12 @@ def test_a_dependent_job_fails_when_its_dependency_fails(alice, node, raw):
     assert status_of(second) == Status.FAILED and second.error.startswith("dependency")
 
 
-def test_a_dependency_on_someone_elses_job_is_refused(alice, bob, raw, node):
+def test_a_dependency_on_someone_elses_job_is_refused_as_if_it_did_not_exist(alice, bob, raw, node):
     theirs = submit(bob)
     response = api_for(alice).post(
         "/api/v1/jobs", {"argv": ["true"], "depends_on": [theirs.pk]}, format="json"
     )
-    assert response.status_code == 400 and "not yours" in response.json()["depends_on"][0]
+    assert response.status_code == 400 and response.json() == {"depends_on": [f"no job {theirs.pk}"]}
 
 
 def test_a_conflicting_job_waits_for_the_holder_then_starts(alice, bob, node, raw):
