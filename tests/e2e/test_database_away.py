@@ -1,4 +1,4 @@
-"""A real gpuq_web whose database goes away: the API answers a JSON 503 with Retry-After and pages a plain
+"""A real gpuq_web whose database goes away or cannot lock in time: the API answers a JSON 503 with Retry-After and pages a plain
 503, then it serves again when the database is back; a submit retried with its Idempotency-Key after the
 client saw an error creates one job."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from accounts.models import ApiToken
 from scheduling.models import Job
@@ -119,6 +119,22 @@ def test_the_api_answers_json_503_with_retry_after_while_the_database_is_away(ro
     assert submit(api).status_code == 201
     assert page.get("/").status_code == 200
     assert Job.objects.filter(name="blip").count() == 2
+
+
+def test_a_write_that_waits_past_the_lock_timeout_is_a_503(root, node, database, web_on):
+    """The database answers but a write cannot get its lock in time: SQLite's "database is locked" after
+    its busy timeout, PostgreSQL's lock timeout. Both are a 503 with Retry-After, and the next try works."""
+    base = web_on(database.url, GPUQ_SQLITE_TIMEOUT_SECONDS=0.5, PGOPTIONS="-c lock_timeout=500")
+    _, key = ApiToken.issue(user=root)
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Token {key}"}, timeout=30)
+    with transaction.atomic():  # SQLite: BEGIN IMMEDIATE takes the database's write lock
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE scheduling_job IN ACCESS EXCLUSIVE MODE")
+        locked = submit(api)
+    assert locked.status_code == 503, locked.text[:300]
+    assert locked.headers["retry-after"] == "5" and locked.json()["retry_after"] == 5
+    assert submit(api).status_code == 201
 
 
 def test_a_submit_retried_after_the_commit_with_its_key_creates_one_job(root, node, database, web_on):
