@@ -8,4 +8,7 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from accounts import schema  # noqa: F401  (registers the token scheme with drf-spectacular)
+        from accounts import (
+            lockout,  # noqa: F401  (connects the login failure signals)
+            schema,  # noqa: F401  (registers the token scheme with drf-spectacular)
+        )

@@ -2,8 +2,11 @@
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -13,6 +16,10 @@ class Level(models.TextChoices):
     LEAD = "lead", "Lead"
     RESEARCHER = "researcher", "Researcher"
     VIEWER = "viewer", "Viewer"
+
+
+# POSIX portable user names (what useradd accepts by default).
+UNIX_USERNAME = RegexValidator(r"^[a-z_][a-z0-9_.-]*[$]?$", "Not a Unix user name (e.g. alice, a_smith).")
 
 
 class Team(models.Model):
@@ -26,6 +33,13 @@ class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     level = models.CharField(max_length=16, choices=Level.choices, default=Level.RESEARCHER)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    # Set by admins only (never through the API): with GPUQ_RUN_AS=user, this user's jobs run as it.
+    unix_username = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[UNIX_USERNAME],
+        help_text="The user's own Unix account on the GPU nodes; their jobs run as it when GPUQ_RUN_AS=user.",
+    )
 
     def __str__(self) -> str:
         return f"{self.user} ({self.level})"
@@ -38,11 +52,16 @@ def _digest(key: str) -> str:
 class ApiTokenQuerySet(models.QuerySet):
     def active(self, now=None):
         now = now or timezone.now()
-        return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+        return self.filter(expires_at__gt=now)
+
+
+def token_max_lifetime() -> timedelta:
+    return timedelta(days=settings.GPUQ_TOKEN_MAX_DAYS)
 
 
 class ApiToken(models.Model):
-    """An API token. Only its SHA-256 digest is stored; the key is shown once, when it is made."""
+    """An API token. Only its SHA-256 digest is stored; the key is shown once, when it is made. Every
+    token expires, at most GPUQ_TOKEN_MAX_DAYS after it is made."""
 
     PREFIX = "gpuq_"
 
@@ -51,7 +70,7 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True, editable=False)
     hint = models.CharField(max_length=12, editable=False, help_text="The first characters of the key.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ApiTokenQuerySet.as_manager()
@@ -59,12 +78,28 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return f"{self.hint}… ({self.user}, {self.name})"
 
+    def clean(self):
+        latest = (self.created_at or timezone.now()) + token_max_lifetime()
+        if self.expires_at is not None and self.expires_at > latest:
+            raise ValidationError(
+                {"expires_at": f"at most {settings.GPUQ_TOKEN_MAX_DAYS} days after the token was made"}
+            )
+
     @classmethod
-    def issue(cls, *, user, name: str = "default", expires_at=None) -> tuple["ApiToken", str]:
-        """Create a token; return it with its plain key, which is not stored anywhere."""
+    def issue(cls, *, user, name: str = "default", expires_at=None, now=None) -> tuple["ApiToken", str]:
+        """Create a token; return it with its plain key, which is not stored anywhere. It expires at
+        `expires_at`, which may be at most GPUQ_TOKEN_MAX_DAYS away (ValidationError otherwise); None
+        means that maximum. `now` is its creation time (default: now)."""
+        now = now or timezone.now()
+        if expires_at is None:
+            expires_at = now + token_max_lifetime()
+        elif expires_at > now + token_max_lifetime():
+            raise ValidationError(
+                {"expires_at": f"at most {settings.GPUQ_TOKEN_MAX_DAYS} days from now (GPUQ_TOKEN_MAX_DAYS)"}
+            )
         key = cls.PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(
-            user=user, name=name, digest=_digest(key), hint=key[:12], expires_at=expires_at
+            user=user, name=name, digest=_digest(key), hint=key[:12], created_at=now, expires_at=expires_at
         )
         return token, key
 

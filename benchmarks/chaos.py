@@ -25,6 +25,7 @@ def main():
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="gpuq-chaos-"))
+    data.chmod(0o711)  # jobs of a root node run as `nobody` and cross it to their folders
     os.environ.update(
         GPUQ_DATA_DIR=str(data), GPUQ_LOG_LEVEL="ERROR", DJANGO_SETTINGS_MODULE="queueproject.settings"
     )

@@ -30,6 +30,7 @@ def main():
     args = parser.parse_args()
 
     data = tempfile.mkdtemp(prefix="gpuq-bench-")
+    os.chmod(data, 0o711)  # jobs of a root node run as `nobody` and cross it to their folders
     os.environ.update(
         GPUQ_DATA_DIR=data, GPUQ_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="queueproject.settings"
     )

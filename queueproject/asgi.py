@@ -4,6 +4,9 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from queueproject.hardening import harden_process
+
+harden_process()  # also when an ASGI server other than gpuq_web imports us
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "queueproject.settings")
 django_asgi = get_asgi_application()
 
@@ -13,10 +16,13 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from accounts.throttling import EarlyRefusal  # noqa: E402
 from queueproject.origins import SameOriginValidator  # noqa: E402
 from scheduling.live import EventsConsumer  # noqa: E402
 
 http = ASGIStaticFilesHandler(django_asgi) if settings.GPUQ_SERVE_STATIC else django_asgi
+# Throttled API clients are answered before Django (accounts/throttling.py).
+http = EarlyRefusal(http)
 # Websockets: the session's user (logged-in only, checked by the consumer) from the site's own origin.
 websocket = SameOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/events", EventsConsumer.as_asgi())])))
 application = ProtocolTypeRouter({"http": http, "websocket": websocket})

@@ -70,3 +70,28 @@ def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
         raise ImproperlyConfigured(f"{name}={raw!r}: expected HEADER,VALUE, e.g. X-Forwarded-Proto,https")
     header = parts[0].upper().replace("-", "_")
     return (header if header.startswith("HTTP_") else f"HTTP_{header}"), parts[1]
+
+
+RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """DRF's "N/period" (period: s, sec, m, min, h, hour, d, day) as (requests, seconds)."""
+    count, _, period = rate.partition("/")
+    if not count.strip().isdigit() or int(count) < 1 or period.strip()[:1] not in RATE_PERIODS:
+        raise ValueError(rate)
+    return int(count), RATE_PERIODS[period.strip()[0]]
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A rate such as "60/min"; an empty value turns the limit off (None)."""
+    raw = os.environ.get(name, default).strip()
+    if raw == "" or raw.lower() in ("off", "none"):
+        return None
+    try:
+        parse_rate(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r}: expected N/period, e.g. 60/min (period s, min, hour or day), or empty for no limit"
+        ) from None
+    return raw

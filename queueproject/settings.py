@@ -1,16 +1,32 @@
 """gpuq settings: every value comes from the environment, with defaults for the embedded deployment."""
 
+import hashlib
+import os
 import socket
 from pathlib import Path
 
 import dj_database_url
 
-from queueproject.env import env_bool, env_choice, env_float, env_int, env_list, env_proxy_ssl_header, env_str
+from queueproject.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_proxy_ssl_header,
+    env_rate,
+    env_str,
+)
 from queueproject.secret_key import secret_key_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GPUQ_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# 0711: jobs traverse it to reach their own folders; nobody but the server lists or reads it.
+try:
+    DATA_DIR.mkdir(parents=True)
+    DATA_DIR.chmod(0o711)  # whatever the umask
+except FileExistsError:
+    pass  # an existing folder keeps the mode its owner chose
 
 DEBUG = env_bool("DEBUG", False)
 # One key signs sessions, CSRF tokens and the tasks handed to nodes (django-q2 drops a task signed with
@@ -79,6 +95,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.lockout.LoginLockoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -147,12 +164,18 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.AnonymousRateLimit",  # counts what is left: anonymous requests
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "scheduling.api.errors.exception_handler",
+    # Rates come from GPUQ_THROTTLE_* below; each class reads its own setting (accounts/throttling.py).
+    # Anonymous requests are counted by AnonymousRateLimit above; submissions by SubmitThrottle.
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.UserThrottle"],
+    # The client's address is REMOTE_ADDR unless gpuq sits behind that many proxies (X-Forwarded-For).
+    "NUM_PROXIES": env_int("GPUQ_NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "gpuq API",
@@ -164,6 +187,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # A transition's from_status and to_status share one enum (else `check --deploy` warns).
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "scheduling.states.Status"},
+    # The ways to log in that the schema documents (AnonymousRateLimit only counts anonymous requests).
+    "AUTHENTICATION_WHITELIST": [
+        "accounts.authentication.HashedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
 }
 
 # --- gpuq's own settings (each documented in the README) ---
@@ -172,8 +200,28 @@ GPUQ_NODE_LOCAL = env_bool("GPUQ_NODE_LOCAL", False)  # set by gpuq_serve for th
 GPUQ_INVENTORY = env_str("GPUQ_INVENTORY", "auto")  # auto | nvml | declared
 GPUQ_DECLARED_GPUS = env_str("GPUQ_DECLARED_GPUS", "2x24GB")
 GPUQ_LOG_DIR = Path(env_str("GPUQ_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
+
+
+def _others_may_pass(path: Path) -> bool:
+    """Every existing folder from / down to `path` lets other accounts through (o+x)."""
+    return all(not p.exists() or p.stat().st_mode & 0o001 for p in [*reversed(path.parents), path])
+
+
+# Jobs run as another account than a root server (scheduling/runas.py) and must reach their working and
+# checkpoint folders. When the data folder lies where others cannot pass (a checkout in root's home),
+# those folders go under /var/lib/gpuq/<a name for this data folder> instead, which is made 0711.
+_JOB_BASE = DATA_DIR
+if os.geteuid() == 0 and not _others_may_pass(DATA_DIR):
+    _JOB_BASE = Path("/var/lib/gpuq") / hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]
+# Per-job working folders (the job's cwd and progress file), one per job.
+GPUQ_JOBS_DIR = Path(env_str("GPUQ_JOBS_DIR", str(_JOB_BASE / "jobs"))).resolve()
 # Per-job checkpoint folders, kept across attempts: put it on storage all nodes share.
-GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(DATA_DIR / "checkpoints"))).resolve()
+GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(_JOB_BASE / "checkpoints"))).resolve()
+# Which Unix account runs jobs (scheduling/runas.py): auto | user (each owner's profile.unix_username) |
+# account (GPUQ_RUN_AS_ACCOUNT). A job never runs as root unless GPUQ_RUN_JOBS_AS_ROOT_UNSAFE says so.
+GPUQ_RUN_AS = env_str("GPUQ_RUN_AS", "auto").strip().lower()
+GPUQ_RUN_AS_ACCOUNT = env_str("GPUQ_RUN_AS_ACCOUNT", "nobody").strip()
+GPUQ_RUN_JOBS_AS_ROOT_UNSAFE = env_bool("GPUQ_RUN_JOBS_AS_ROOT_UNSAFE", False)
 # Logs shipped to the database (scheduling.logship): the last this many bytes of each job are kept there.
 GPUQ_LOG_DB_MAX_BYTES = env_int("GPUQ_LOG_DB_MAX_BYTES", 16 * 1024 * 1024, minimum=64 * 1024)
 # While the database is away the API answers 503 with this Retry-After.
@@ -198,6 +246,18 @@ GPUQ_DEFAULT_MAX_ATTEMPTS = env_int("GPUQ_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
 GPUQ_JOB_ENV_PASSTHROUGH = env_list(
     "GPUQ_JOB_ENV_PASSTHROUGH", ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
 )
+
+# --- limits on abuse (accounts/throttling.py, accounts/lockout.py); a rate is "N/period", empty = off ---
+GPUQ_THROTTLE_USER = env_rate("GPUQ_THROTTLE_USER", "1200/min")
+GPUQ_THROTTLE_ANON = env_rate("GPUQ_THROTTLE_ANON", "120/min")
+GPUQ_THROTTLE_SUBMIT = env_rate("GPUQ_THROTTLE_SUBMIT", "120/min")
+GPUQ_THROTTLE_AUTH_FAILURES = env_rate("GPUQ_THROTTLE_AUTH_FAILURES", "20/min")
+GPUQ_LOGIN_MAX_FAILURES = env_int("GPUQ_LOGIN_MAX_FAILURES", 10, minimum=1)
+GPUQ_LOGIN_LOCKOUT_SECONDS = env_int("GPUQ_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+GPUQ_TOKEN_MAX_DAYS = env_int("GPUQ_TOKEN_MAX_DAYS", 90, minimum=1)
+# Throttles count in Django's cache. The default is per process: with several web processes each counts
+# on its own (limits multiply by the number of processes). Django's RedisCache would need redis-py.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpuq"}}
 
 # --- django-q2 ---
 # Each node's executor cluster consumes the queue named after the node (Q_CLUSTER_NAME, set only by the

@@ -7,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include("scheduling.api.urls")),
+    path("tokens/", include("accounts.urls")),
     path("", include("scheduling.urls")),
 ]

@@ -11,6 +11,7 @@ own result file. Exit 0: each member ends by its own result. Any other end of th
 
 import hashlib
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -143,7 +144,11 @@ def write_manifest(leader: Job, jobs: list[Job], job_dir, path: Path) -> None:
             for job in jobs
         ],
     }
-    path.write_text(json.dumps(manifest, indent=2))
+    # The folder is the job's: never follow (nor overwrite through) a link a job left there.
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(manifest, indent=2))
 
 
 def batch_argv(leader: Job, manifest: Path) -> list[str]:
@@ -154,11 +159,13 @@ def batch_argv(leader: Job, manifest: Path) -> list[str]:
     return render_argv(template.batch_argv_template, {}, {**values, "manifest": str(manifest)})
 
 
-def member_result(path: Path) -> tuple[Status, str, int | None]:
-    """A member's own outcome from the result file the batch wrote for it."""
+def member_result(raw: bytes | None) -> tuple[Status, str, int | None]:
+    """A member's own outcome from the result file the batch wrote for it (its bytes, None if absent)."""
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
+        result = json.loads(raw) if raw is not None else None
+    except ValueError:
+        result = None
+    if result is None:
         return Status.FAILED, "the batch wrote no result for this job", None
     if not isinstance(result, dict):
         return Status.FAILED, "the batch's result for this job is not a JSON object", None

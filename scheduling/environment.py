@@ -3,7 +3,9 @@
 import os
 import re
 import shutil
+import stat
 import string
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -161,14 +163,30 @@ def check_allowed_env(allowed_env: Any) -> None:
             raise ValidationError({"allowed_env": f"{name}: not a valid regex: {error}"}) from None
 
 
+def world_executable(path: str) -> bool:
+    """Any account may run this file: it and every folder above it have the execute bit for others.
+    Jobs run as other accounts than the server's (scheduling/runas.py), so a program found in, say,
+    root's home (pyenv's shims) is no use to them."""
+    real = Path(path).resolve()
+    try:
+        return all(p.stat().st_mode & stat.S_IXOTH for p in [*real.parents, real])
+    except OSError:
+        return False
+
+
 def absolute_program(program: str, *, field: str) -> str:
-    """A program as an absolute path, found on the server's PATH when given bare."""
+    """A program as an absolute path, found on the server's PATH when given bare: the first one there
+    that every account may run, else the first one found at all."""
     if os.path.isabs(program):
         return program
-    found = shutil.which(program)
-    if found is None:
+    found = [
+        os.path.abspath(hit)
+        for folder in os.get_exec_path()
+        if (hit := shutil.which(program, path=folder or os.curdir)) is not None
+    ]
+    if not found:
         raise ValidationError({field: f"{program}: not found on the server; give an absolute path"})
-    return os.path.abspath(found)
+    return next((hit for hit in found if world_executable(hit)), found[0])
 
 
 def resolve_program(argv_template: list[str], *, field: str) -> str:

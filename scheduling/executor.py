@@ -2,7 +2,8 @@
 
 It claims the attempt by compare-and-set (dispatched → running, fenced by the attempt's lease token),
 so a duplicate delivery runs nothing. The job's argv runs without a shell in its own process group,
-with an allow-listed environment. A monitor loop heartbeats, reads progress, honours cancel requests and
+with an allow-listed environment, as the Unix account run-as chooses (scheduling/runas.py), in folders
+that account owns; its log stays the server's. A monitor loop heartbeats, reads progress, honours cancel requests and
 the time limit, and kills the child's group if the lease is lost. The outcome is recorded by one
 transition that also releases the GPUs and requests the next tick.
 """
@@ -22,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from scheduling import batching, events, logship, policies, procs
+from scheduling import batching, events, logship, policies, procs, runas
 from scheduling.models import Job, StopRequest
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
@@ -32,7 +33,7 @@ log = logging.getLogger("gpuq.executor")
 
 
 def job_dir(job_id: int) -> Path:
-    return settings.DATA_DIR / "jobs" / str(job_id)
+    return settings.GPUQ_JOBS_DIR / str(job_id)
 
 
 def checkpoint_dir(job_id: int) -> Path:
@@ -104,27 +105,37 @@ class Execution:
         self.lease_lost = False
         self.progress = job.progress
         self.shipper: logship.LogShipper | None = None
+        self.account: runas.Account | None = None  # the Unix account the job runs as
 
     def run(self) -> str:
         job = self.job
-        job_dir(job.pk).mkdir(parents=True, exist_ok=True)
-        checkpoint_dir(job.pk).mkdir(parents=True, exist_ok=True)
-        settings.GPUQ_LOG_DIR.mkdir(parents=True, exist_ok=True)
+        runas.prepare_roots()
         log_path = settings.GPUQ_LOG_DIR / f"job-{job.pk}.log"
-        argv, env = job.argv, job_environment(job)
         batch = [job, *self.members]
-        # The job's output goes to the database as it is written (the API reads it with no shared disk).
-        self.shipper = logship.LogShipper(log_path, [j.pk for j in batch], job.attempt)
-        if self.members:
-            for member in self.members:
-                job_dir(member.pk).mkdir(parents=True, exist_ok=True)
-            manifest = job_dir(job.pk) / "batch.json"
-            batching.write_manifest(job, batch, job_dir, manifest)
-            argv, env["GPUQ_BATCH_MANIFEST"] = batching.batch_argv(job, manifest), str(manifest)
         Job.objects.filter(pk__in=[j.pk for j in batch], lease_token=self.token).update(
             log_path=str(log_path)
         )
-        with open(log_path, "ab", buffering=0) as log_file:
+        # The log stays the server's (0600): the job writes through the descriptor it inherits, and no
+        # other job can read it.
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fchmod(log_fd, 0o600)
+        # The job's output goes to the database as it is written (the API reads it with no shared disk).
+        self.shipper = logship.LogShipper(log_path, [j.pk for j in batch], job.attempt)
+        with open(log_fd, "ab", buffering=0) as log_file:
+            try:
+                self.account = runas.job_account(job.owner)
+                for root in (settings.GPUQ_JOBS_DIR, settings.GPUQ_CHECKPOINT_ROOT):
+                    runas.check_reachable(root, self.account)
+            except runas.RunAsError as error:
+                log_file.write(f"=== gpuq: {error} ===\n".encode())
+                return self._finish(Outcome(Status.FAILED, "run-as", error=str(error)))
+            try:
+                argv, env = self._prepare(batch)
+            except OSError as error:
+                log_file.write(f"=== gpuq: could not prepare its folders: {error} ===\n".encode())
+                return self._finish(
+                    Outcome(Status.FAILED, "could not start", error=f"could not start: {error}")
+                )
             members = f" with batch members {[m.pk for m in self.members]}" if self.members else ""
             log_file.write(
                 f"=== gpuq: attempt {job.attempt} on GPU {job.gpu_indices}{members} ===\n".encode()
@@ -142,6 +153,7 @@ class Execution:
                     start_new_session=True,  # own process group: signals reach the job's children too
                     preexec_fn=procs.die_with_parent,
                     close_fds=True,
+                    **self.account.popen_kwargs(),
                 )
             except (OSError, ValueError) as error:  # ValueError: a NUL byte in argv or env
                 log_file.write(f"=== gpuq: could not start: {error} ===\n".encode())
@@ -159,6 +171,21 @@ class Execution:
                 child.wait()
             log_file.write(f"=== gpuq: {outcome.status} ({outcome.reason}) ===\n".encode())
         return self._finish(outcome)
+
+    def _prepare(self, batch: list[Job]) -> tuple[list[str], dict[str, str]]:
+        """The job's folders (its account's, 0700), its argv and environment (a batch: its manifest)."""
+        job, account = self.job, self.account
+        runas.prepare_job_folder(job_dir(job.pk), account)
+        runas.prepare_job_folder(checkpoint_dir(job.pk), account)
+        argv, env = job.argv, {**job_environment(job), **account.environment()}
+        if self.members:
+            for member in self.members:  # the batch writes each member's result file there
+                runas.prepare_job_folder(job_dir(member.pk), account)
+            manifest = job_dir(job.pk) / "batch.json"
+            batching.write_manifest(job, batch, job_dir, manifest)
+            runas.hand_over(manifest, account)
+            argv, env["GPUQ_BATCH_MANIFEST"] = batching.batch_argv(job, manifest), str(manifest)
+        return argv, env
 
     def _monitor(self, child: subprocess.Popen, log_file) -> Outcome:
         job = self.job
@@ -241,7 +268,7 @@ class Execution:
     def _activity(self, log_file) -> tuple:
         """What changes when the job shows signs of life: its log's size and its progress file."""
         try:
-            progress = (job_dir(self.job.pk) / "progress.json").stat()
+            progress = (job_dir(self.job.pk) / "progress.json").lstat()
             progress_mark = (progress.st_mtime_ns, progress.st_size)
         except OSError:
             progress_mark = None
@@ -271,10 +298,14 @@ class Execution:
         return held
 
     def _read_progress(self) -> dict | None:
-        path = job_dir(self.job.pk) / "progress.json"
+        if self.account is None:  # it never started
+            return None
+        raw = runas.read_job_file(job_dir(self.job.pk) / "progress.json", self.account)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        if data is None:
             return None
         return data if isinstance(data, dict) else {"value": data}
 
@@ -343,7 +374,8 @@ class Execution:
         """One job of a batch that ended: by its own result file if the batch exited 0, else back to
         the queue as a new attempt that runs alone."""
         if outcome.status == Status.COMPLETED:
-            status, error, code = batching.member_result(job_dir(job.pk) / "result.json")
+            raw = runas.read_job_file(job_dir(job.pk) / "result.json", self.account)
+            status, error, code = batching.member_result(raw)
             reason = f"batch of job {self.job.pk} completed" + (f"; {error}" if error else "")
             return status, reason, {"error": error, "exit_code": code}
         reason = f"batch of job {self.job.pk} ended ({outcome.reason}); runs alone"

@@ -54,7 +54,7 @@ class LogShipper:
         self.attempt = attempt
         self.streams = [_Stream(job_id, start) for job_id in job_ids]
         # Opened now (made if need be) and kept: the log is read even if its folder is moved or deleted.
-        self.fd: int | None = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.fd: int | None = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def close(self) -> None:
         """Stop reading the file (after the last flush)."""

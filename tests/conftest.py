@@ -2,18 +2,71 @@
 clients, and the environment a child process needs to reach the test database."""
 
 import os
+import re
+import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Level, Profile, Team
 from gpus.inventory import parse_declared
 from gpus.services import node_register
+from scheduling.environment import world_executable
+
+# Jobs started by a root test process run as `nobody` (scheduling/runas.py): they must reach their
+# folders (pytest's own temporary folders are 0700) and run a Python they may execute.
+_TRAVERSABLE_ROOT = Path(tempfile.gettempdir()) / f"gpuq-tests-{os.geteuid()}"
+
+
+# A Python interpreter any job account can run (the virtual environment's may live in root's home).
+JOB_PYTHON = (
+    sys.executable
+    if world_executable(sys.executable)
+    else next(
+        (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), sys.executable
+    )
+)
+
+
+def traversable_dir(prefix: str) -> Path:
+    """A new folder under a root that any job account may traverse (0711, not listable)."""
+    _TRAVERSABLE_ROOT.mkdir(mode=0o711, exist_ok=True)
+    assert _TRAVERSABLE_ROOT.stat().st_uid == os.geteuid(), f"{_TRAVERSABLE_ROOT} is not ours"
+    _TRAVERSABLE_ROOT.chmod(0o711)
+    path = Path(tempfile.mkdtemp(prefix=re.sub(r"\W", "_", prefix)[:40] + "-", dir=_TRAVERSABLE_ROOT))
+    path.chmod(0o711)
+    return path
+
+
+@pytest.fixture
+def tmp_path(request) -> Path:
+    """Like pytest's, but jobs of any account can reach the folders gpuq makes in it."""
+    path = traversable_dir(request.node.name)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def job_writable(path: Path) -> Path:
+    """A folder that jobs, whatever account they run as, may write in (for what a test job reports)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
+
+
+@pytest.fixture
+def unix_accounts() -> dict:
+    """Unix accounts for run-as tests (gpuqt-alice, gpuqt-bob), made once and kept (idempotent)."""
+    from tests.runas import ALICE, BOB, ensure_account
+
+    return {name: ensure_account(name) for name in (ALICE, BOB)}
 
 
 @pytest.fixture(autouse=True)
@@ -21,12 +74,16 @@ def _isolated_data(settings, tmp_path):
     """Each test writes job logs and progress files under its own temporary folder, with short timings."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
     settings.DATA_DIR = tmp_path
+    settings.GPUQ_JOBS_DIR = tmp_path / "jobs"
     settings.GPUQ_LOG_DIR = tmp_path / "logs"
     settings.GPUQ_CHECKPOINT_ROOT = tmp_path / "checkpoints"
     settings.GPUQ_KILL_GRACE_SECONDS = 2.0
     settings.GPUQ_HEARTBEAT_SECONDS = 0.2
     settings.GPUQ_CANCEL_POLL_SECONDS = 0.05
     settings.GPUQ_LEASE_SECONDS = 2.0
+    # Throttle and lockout counts live in the (per-process) cache: each test starts from none. The rates
+    # stay the production defaults (tests/accounts/test_throttling.py relies on that).
+    cache.clear()
 
 
 def make_user(username: str, level: str = Level.RESEARCHER, team: Team | None = None, **extra):

@@ -26,7 +26,7 @@ from django.urls import URLPattern, URLResolver, resolve
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import Level, Profile, Team
+from accounts.models import ApiToken, Level, Profile, Team
 from gpus.inventory import parse_declared
 from gpus.services import node_register
 from scheduling.models import Job, JobTemplate, PolicyType, SchedulingPolicy
@@ -71,6 +71,9 @@ ROWS = [
     ("PATCH", "/api/v1/policies/{policy}", {"enabled": False},    "401 403 403 403 403 403 403 200 403"),
     ("DELETE", "/api/v1/policies/{policy}", None,                 "401 403 403 403 403 403 403 204 403"),
     ("GET", "/api/v1/templates", None,                            "401 200 200 200 200 200 200 200 200"),
+    ("GET", "/api/v1/tokens", None,                               "401 200 200 200 200 200 200 200 200"),
+    ("POST", "/api/v1/tokens", {"name": "laptop", "days": 7},     "401 201 201 201 201 201 201 201 201"),
+    ("DELETE", "/api/v1/tokens/{token}", None,                    "401 204 404 404 404 404 404 404 404"),
     ("GET", "/api/v1/nodes", None,                                "401 200 200 200 200 200 200 200 200"),
     ("POST", "/api/v1/nodes/testnode/drain", {},                  "401 403 403 403 403 403 403 200 403"),
     ("POST", "/api/v1/nodes/testnode/undrain", {},                "401 403 403 403 403 403 403 200 403"),
@@ -88,6 +91,10 @@ ROWS = [
     ("GET", "/submit/", None,                                     "302 200 200 200 200 200 403 200 200"),
     ("POST", "/submit/", {"template": "hello"},                   "302 302 302 302 302 302 403 302 302"),
     ("GET", "/analytics/", None,                                  "302 200 200 200 200 200 200 200 200"),
+    # Their own API tokens (accounts/urls.py): everyone's own; revoking another's deletes nothing.
+    ("GET", "/tokens/", None,                                     "302 200 200 200 200 200 200 200 200"),
+    ("POST", "/tokens/", {"name": "laptop", "days": "7"},         "302 200 200 200 200 200 200 200 200"),
+    ("POST", "/tokens/{token}/revoke", {},                        "302 302 302 302 302 302 302 302 302"),
     # The admin: staff enter; jobs as their level allows; everything else for gpuq admins only.
     ("GET", "/admin/", None,                                      "302 302 302 302 200 200 200 200 200"),
     ("GET", "/admin/scheduling/job/", None,                       "302 302 302 302 200 200 200 200 200"),
@@ -160,6 +167,7 @@ class World:
                 type=PolicyType.OFF_PEAK, config={"start": "22:00"}, enabled=False
             ).pk,
             "owner": alice.pk,
+            "token": ApiToken.issue(user=alice, name="alices")[0].pk,
         }
 
     def fill(self, value):
@@ -245,13 +253,16 @@ def _names(patterns, prefix=""):
 
 
 def test_every_api_endpoint_and_page_has_a_row():
+    from accounts import urls as account_pages
     from scheduling import urls as pages
     from scheduling.api import urls as api
 
     covered = {
-        resolve(path.format(job=1, blocked=2, paused=3, policy=4, owner=5)).url_name
+        resolve(path.format(job=1, blocked=2, paused=3, policy=4, owner=5, token=6)).url_name
         for _, path, _, _ in ROWS
         if path.startswith("/") and not path.startswith("/ws/")
     }
-    wanted = set(_names(api.urlpatterns)) | set(_names(pages.urlpatterns))
+    wanted = (
+        set(_names(api.urlpatterns)) | set(_names(pages.urlpatterns)) | set(_names(account_pages.urlpatterns))
+    )
     assert wanted - covered == set()

@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from accounts import api as accounts_api
 from gpus import api as gpus_api
 from scheduling.api import actions, queue, views
 
@@ -33,6 +34,8 @@ urlpatterns = [
     path("quota/status", queue.QuotaStatus.as_view(), name="api-quota-status"),
     path("admin/quotas", queue.QuotaAdmin.as_view(), name="api-admin-quotas"),
     path("templates", views.TemplateList.as_view(), name="api-templates"),
+    path("tokens", accounts_api.TokenListCreate.as_view(), name="api-tokens"),
+    path("tokens/<int:token_id>", accounts_api.TokenRevoke.as_view(), name="api-token"),
     path("nodes", gpus_api.NodeList.as_view(), name="api-nodes"),
     path("nodes/<str:name>/drain", gpus_api.NodeDrain.as_view(), name="api-node-drain"),
     path("nodes/<str:name>/undrain", gpus_api.NodeUndrain.as_view(), name="api-node-undrain"),

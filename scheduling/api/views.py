@@ -7,8 +7,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts.throttling import SubmitThrottle
 from scheduling import idempotency, logs, selectors, services
 from scheduling.api.serializers import (
     JobDetailOut,
@@ -22,6 +24,8 @@ from scheduling.states import TERMINAL, Status
 
 
 class JobListCreate(APIView):
+    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, SubmitThrottle]
+
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, many=True, description="filter; repeat or comma-separate"),

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from tests.conftest import traversable_dir
 from tests.e2e.conftest import free_port, start_serve, stop, wait_serving
 
 SCREENSHOTS = settings.BASE_DIR / "artifacts" / "screenshots"
@@ -30,8 +31,8 @@ class Gpuq:
 
 
 @pytest.fixture(scope="session")
-def gpuq(tmp_path_factory):
-    data = tmp_path_factory.mktemp("gpuq-browser")
+def gpuq():
+    data = traversable_dir("gpuq-browser")  # its jobs run as `nobody` on a root machine
     serve, base, password, token = start_serve(
         data,
         free_port(),
@@ -47,6 +48,7 @@ def gpuq(tmp_path_factory):
         yield Gpuq(base, password, api)
     finally:
         stop(serve, signal.SIGINT, timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

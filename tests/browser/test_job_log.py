@@ -1,18 +1,16 @@
 """The job page's live log in a real browser: it reads what the node shipped to the database, waits out a
 503 (the database away) for its Retry-After, and says how many early bytes are no longer kept."""
 
-import sys
-
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import JOB_PYTHON, wait_for
 
 pytestmark = pytest.mark.processes
 
 
 def test_the_live_log_waits_out_a_503_and_says_what_was_not_kept(page, gpuq):
     code = "for i in range(20000): print(f'line {i:06d}')\nprint('the end')"  # 240 KB: over the 64 KiB kept
-    job = gpuq.submit(argv=[sys.executable, "-c", code], name="long-log")
+    job = gpuq.submit(argv=[JOB_PYTHON, "-c", code], name="long-log")
     wait_for(
         lambda: gpuq.api.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "completed",
         timeout=30,

@@ -1,11 +1,10 @@
 """The queue page follows the queue live: a job appears, starts, shows its progress and finishes
 without a reload."""
 
-import sys
-
 import pytest
 
 from tests.browser.conftest import screenshot
+from tests.conftest import JOB_PYTHON
 
 pytestmark = pytest.mark.processes
 
@@ -23,7 +22,7 @@ def test_a_job_appears_starts_shows_progress_and_finishes_without_reloading(page
     page.wait_for_selector("#live-status.on")
     page.evaluate("window.notReloaded = true")
     blocker = gpuq.submit(argv=["sleep", "4"], gpu_count=2, name="blocker")
-    job = gpuq.submit(argv=[sys.executable, "-c", STEPS], name="steps")
+    job = gpuq.submit(argv=[JOB_PYTHON, "-c", STEPS], name="steps")
 
     page.wait_for_selector(f"#running tr[data-job='{blocker['id']}']")
     waiting = page.wait_for_selector(f"#pending tr[data-job='{job['id']}']")

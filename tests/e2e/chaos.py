@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections
 
+from tests.conftest import JOB_PYTHON, job_writable
 from tests.e2e.conftest import alive, descendants, proc_stat
 
 # Each attempt holds an exclusive lock on its job's lock file while it lives (the kernel drops it when the
@@ -185,7 +186,7 @@ def run(
     from scheduling.states import TERMINAL
 
     rng = random.Random(seed)
-    workdir.mkdir(parents=True, exist_ok=True)
+    job_writable(workdir)  # the jobs (which may run as `nobody`) write their marks and locks here
     # Killed job processes exit by signal: let those failures retry at once, like the lost attempts.
     set_policy(PolicyType.RETRY, enabled=True, config={"exit_codes": [-9], "backoff_seconds": 0})
     cluster = Cluster(workdir, env, nodes, gpus_per_node)
@@ -198,7 +199,7 @@ def run(
     durations = {}
     for _ in range(jobs):
         duration = _duration(rng)
-        argv = [sys.executable, "-c", JOB, str(workdir), f"{duration:.2f}"]
+        argv = [JOB_PYTHON, "-c", JOB, str(workdir), f"{duration:.2f}"]
         durations[job_submit(user=user, argv=argv, max_attempts=50).pk] = duration
     ids = list(durations)
     killed = Counter()

@@ -2,7 +2,6 @@
 jobs that this test submits through the API; the node is killed with SIGKILL and restarted."""
 
 import signal
-import sys
 import time
 
 import pytest
@@ -12,7 +11,7 @@ from gpus.models import Allocation
 from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import Status
-from tests.conftest import api_for, wait_for
+from tests.conftest import JOB_PYTHON, api_for, job_writable, wait_for
 from tests.e2e.conftest import children_groups
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -27,7 +26,7 @@ def test_a_submitted_job_runs_on_a_gpu_and_completes(root, start_node):
     client = api_for(root)
     code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
     submitted = time.monotonic()
-    job_id = client.post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
+    job_id = client.post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code]}, format="json").json()["id"]
     wait_for(lambda: statuses(job_id) == [Status.COMPLETED], timeout=15, message="the job to complete")
     took = time.monotonic() - submitted
     body = client.get(f"/api/v1/jobs/{job_id}").json()
@@ -63,7 +62,7 @@ def test_two_gpus_three_jobs_the_third_waits_then_starts(root, start_node, tmp_p
 
 def test_sigkill_of_the_node_never_leaves_a_job_running_nor_runs_it_twice(root, start_node, tmp_path):
     node = start_node()
-    marks = tmp_path / "marks"
+    marks = job_writable(tmp_path / "out") / "marks"
     # Each attempt records its start and its end; a second attempt must start after the first ended.
     code = (
         "import os, sys, time; f = open(sys.argv[1], 'a', buffering=1); "
@@ -75,7 +74,7 @@ def test_sigkill_of_the_node_never_leaves_a_job_running_nor_runs_it_twice(root, 
     )
     client = api_for(root)
     job_id = client.post(
-        "/api/v1/jobs", {"argv": [sys.executable, "-c", code, str(marks), "1"]}, format="json"
+        "/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code, str(marks), "1"]}, format="json"
     ).json()["id"]
     job = wait_for(
         lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),

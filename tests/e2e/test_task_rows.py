@@ -3,14 +3,13 @@ never acknowledges its task, and without gpuq its row would stay in the queue ta
 
 import os
 import signal
-import sys
 
 import pytest
 from django_q.models import OrmQ
 
 from scheduling.models import Job
 from scheduling.states import Status
-from tests.conftest import api_for, wait_for
+from tests.conftest import JOB_PYTHON, api_for, wait_for
 from tests.e2e.conftest import proc_stat
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -24,7 +23,7 @@ def test_the_row_of_a_task_whose_worker_was_killed_goes_once_its_attempt_is_over
     start_node("rows")
     code = "import os, time; time.sleep(600 if os.environ['GPUQ_ATTEMPT'] == '1' else 0)"
     job_id = (
-        api_for(root).post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
+        api_for(root).post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code]}, format="json").json()["id"]
     )
     job = wait_for(
         lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),

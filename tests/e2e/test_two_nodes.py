@@ -3,7 +3,6 @@ says (labels, model pattern, memory, target), and when one node is killed its jo
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from gpus.models import Allocation, Node, NodeStatus
 from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import Status
-from tests.conftest import api_for, wait_for
+from tests.conftest import JOB_PYTHON, api_for, wait_for
 from tests.e2e.conftest import children_groups
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -54,7 +53,7 @@ def test_jobs_run_where_placement_says_with_the_right_gpus(root, two_nodes):
     ids = []
     for ask, _, _ in asks:
         # Each job holds its GPUs a moment, so that the next ones see them busy.
-        argv = [sys.executable, "-c", WHERE + "; import time; time.sleep(1.5)"]
+        argv = [JOB_PYTHON, "-c", WHERE + "; import time; time.sleep(1.5)"]
         response = client.post("/api/v1/jobs", {"argv": argv, **ask}, format="json")
         assert response.status_code == 201, response.json()
         ids.append(response.json()["id"])
@@ -82,7 +81,7 @@ def test_a_killed_node_goes_offline_and_its_job_finishes_on_the_other(root, star
     code = "import os, time; print('attempt', os.environ['GPUQ_ATTEMPT'], os.getcwd()); " + (
         "time.sleep(0 if os.environ['GPUQ_ATTEMPT'] != '1' else 600)"
     )
-    job_id = client.post("/api/v1/jobs", {"argv": [sys.executable, "-c", code]}, format="json").json()["id"]
+    job_id = client.post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code]}, format="json").json()["id"]
     job = wait_for(
         lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
         timeout=15,
@@ -142,7 +141,7 @@ def test_the_api_reads_and_follows_the_log_of_a_job_on_the_other_node_with_no_sh
     _, key = ApiToken.issue(user=root)
     api = httpx.Client(base_url=web, headers={"Authorization": f"Token {key}"}, timeout=30)
     submitted = api.post(
-        "/api/v1/jobs", json={"argv": [sys.executable, "-c", code], "node_labels": {"zone": "far"}}
+        "/api/v1/jobs", json={"argv": [JOB_PYTHON, "-c", code], "node_labels": {"zone": "far"}}
     )
     assert submitted.status_code == 201, submitted.text
     job_id = submitted.json()["id"]

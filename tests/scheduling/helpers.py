@@ -1,6 +1,5 @@
 """Helpers for tests that dispatch jobs and run the executor in this process."""
 
-import sys
 import threading
 
 from django.db import connection
@@ -8,8 +7,9 @@ from django.db import connection
 from scheduling import executor
 from scheduling.models import Job
 from scheduling.tick import tick
+from tests.conftest import JOB_PYTHON
 
-PY = sys.executable
+PY = JOB_PYTHON  # jobs may run as another account (nobody) that cannot run the venv's interpreter
 
 
 def dispatch(job: Job) -> Job:

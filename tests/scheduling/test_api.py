@@ -1,10 +1,9 @@
 """The jobs API: submit (template or raw argv), validation, visibility, cancel, log, queue, schema."""
 
-import shutil
-
 import pytest
 from django.contrib.auth.models import Permission
 
+from scheduling.environment import absolute_program
 from scheduling.logship import LogShipper
 from scheduling.models import Job, JobTemplate
 from scheduling.states import Status
@@ -38,7 +37,13 @@ def test_a_template_submission_fills_argv_elements(alice, node, train):
     assert response.status_code == 201, response.json()
     body = response.json()
     # The program is resolved on the server (a job's PATH cannot choose it).
-    assert body["argv"] == [shutil.which("python3"), "train.py", "--lr", "0.001", "--name=x; rm -rf /"]
+    assert body["argv"] == [
+        absolute_program("python3", field="argv_template"),
+        "train.py",
+        "--lr",
+        "0.001",
+        "--name=x; rm -rf /",
+    ]
     assert (body["gpu_count"], body["time_limit_seconds"], body["status"]) == (2, 3600, "pending")
     assert body["priority"] == 10  # a researcher's default
     assert body["transitions"][0]["to_status"] == "pending"

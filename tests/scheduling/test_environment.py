@@ -18,6 +18,7 @@ from django.test import Client
 
 from gpus.models import Allocation
 from scheduling import environment, executor
+from scheduling.environment import absolute_program, world_executable
 from scheduling.models import Job, JobTemplate
 from scheduling.states import Status
 from scheduling.transitions import transition
@@ -112,7 +113,9 @@ def flags(db):
 
 
 def test_bootstrap_makes_hello_gpu_with_an_absolute_program(hello):
-    assert hello.argv_template[0] == str(Path(sys.executable).parent / "python3")
+    program = hello.argv_template[0]
+    assert Path(program).is_absolute() and Path(program).name == "python3"
+    assert world_executable(program)  # the job's account (nobody, when the node is root) may run it
 
 
 def test_a_template_user_setting_path_to_a_fake_python_is_a_400_naming_env(alice, node, hello, fake_bin):
@@ -258,9 +261,9 @@ def test_the_admins_template_form_shows_allowed_env_and_refuses_ld_preload(root)
     form["allowed_env"] = '{"NCCL_DEBUG": "INFO|WARN"}'
     assert client.post("/admin/scheduling/jobtemplate/add/", form).status_code == 302
     saved = JobTemplate.objects.get(name="from-admin")
-    assert saved.argv_template[0] == shutil.which("python3") and saved.allowed_env == {
-        "NCCL_DEBUG": "INFO|WARN"
-    }
+    assert saved.argv_template[0] == absolute_program(
+        "python3", field="argv_template"
+    ) and saved.allowed_env == {"NCCL_DEBUG": "INFO|WARN"}
 
 
 def test_the_templates_api_tells_users_what_they_may_set(alice, tuned):
@@ -296,6 +299,26 @@ def test_a_bare_program_is_resolved_on_save_and_a_missing_one_refused(db):
     assert error.value.message_dict["argv_template"] == [
         "no-such-program-gpuq: not found on the server; give an absolute path"
     ]
+
+
+def test_a_bare_program_resolves_to_one_every_account_may_run(db, tmp_path, monkeypatch):
+    """A program found first in a private folder (root's home, pyenv's shims) is passed over for one
+    that the job's account can run, further down the PATH."""
+    private, public = tmp_path / "private", tmp_path / "public"
+    for folder, mode in ((private, 0o700), (public, 0o755)):
+        folder.mkdir(mode=mode)
+        folder.chmod(mode)
+        program = folder / "gpuq-test-tool"
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{private}:{public}")
+    template = JobTemplate(name="tool", argv_template=["gpuq-test-tool"])
+    template.full_clean()
+    assert template.argv_template == [str(public / "gpuq-test-tool")]
+    monkeypatch.setenv("PATH", str(private))  # none that others may run: the first found still does
+    template = JobTemplate(name="tool2", argv_template=["gpuq-test-tool"])
+    template.full_clean()
+    assert template.argv_template == [str(private / "gpuq-test-tool")]
 
 
 def test_the_program_cannot_be_a_parameter(db):

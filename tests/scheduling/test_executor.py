@@ -11,7 +11,7 @@ from scheduling import executor, procs
 from scheduling.models import Job
 from scheduling.services import job_cancel
 from scheduling.states import Status
-from tests.conftest import wait_for
+from tests.conftest import job_writable, wait_for
 from tests.factories import make_job
 from tests.scheduling.helpers import PY, dispatch, run_in_thread
 
@@ -53,7 +53,7 @@ def test_a_non_zero_exit_fails_the_job_with_its_code(alice, node):
 
 
 def test_a_duplicate_delivery_runs_nothing(alice, node, tmp_path):
-    marker = tmp_path / "runs"
+    marker = job_writable(tmp_path / "out") / "runs"
     job = dispatch(make_job(alice, argv=[PY, "-c", f"open({str(marker)!r}, 'a').write('run\\n')"]))
     assert executor.run_job(job.pk, job.lease_token) == "completed"
     assert executor.run_job(job.pk, job.lease_token) == "skipped"

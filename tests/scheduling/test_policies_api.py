@@ -1,7 +1,6 @@
 """Each policy through the API, the real tick and the real executor (run in this process, as a django-q2
 worker would run it, with real child processes)."""
 
-import sys
 from datetime import timedelta
 
 import pytest
@@ -16,9 +15,7 @@ from scheduling.policies import set_policy
 from scheduling.states import Status
 from scheduling.tick import tick
 from tests.conftest import api_for, make_user, wait_for
-from tests.scheduling.helpers import run_in_thread
-
-PY = sys.executable
+from tests.scheduling.helpers import PY, run_in_thread
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
-"""Issue an API token for a user and print its key (shown once; only its hash is stored)."""
+"""Issue an API token for a user and print its key (shown once; only its hash is stored). Every token
+expires: --days from 1 to GPUQ_TOKEN_MAX_DAYS, the maximum when not given."""
 
-from datetime import timedelta
-
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
-from accounts.models import ApiToken
+from accounts.services import token_create
 
 
 class Command(BaseCommand):
@@ -15,12 +15,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--name", default="cli")
-        parser.add_argument("--days", type=int, default=None, help="expire after this many days")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=None,
+            help=f"expire after this many days (1 to GPUQ_TOKEN_MAX_DAYS, now {settings.GPUQ_TOKEN_MAX_DAYS}; "
+            "default: the maximum)",
+        )
 
     def handle(self, *args, username, name, days, **options):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
-        expires = timezone.now() + timedelta(days=days) if days else None
-        _, key = ApiToken.issue(user=user, name=name, expires_at=expires)
+        try:
+            _, key = token_create(user=user, name=name, days=days)
+        except ValidationError as error:
+            raise CommandError(
+                "; ".join(f"--{field}: {', '.join(msgs)}" for field, msgs in error.message_dict.items())
+            ) from None
         self.stdout.write(key)

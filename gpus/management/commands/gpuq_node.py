@@ -16,7 +16,8 @@ from gpus.services import (
     node_register,
     nodes_mark_offline,
 )
-from scheduling import procs, supervise
+from queueproject.hardening import tighten_data_modes
+from scheduling import procs, runas, supervise
 from scheduling.reaper import reap, reconcile_node
 from scheduling.taskqueue import prune_finished_tasks
 from scheduling.tick import tick
@@ -43,6 +44,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, name=None, labels="", **options):
         name = name or settings.GPUQ_NODE_NAME
+        tighten_data_modes()
+        self._check_run_as(name)
         backend, gpus = inventory.detect(node_name=name)
         node = node_register(
             name=name,
@@ -54,6 +57,7 @@ class Command(BaseCommand):
         )
         simulated = " (simulated)" if backend == "declared" else ""
         self.stdout.write(f"node {name}: {len(gpus)} GPU(s) from {backend}{simulated}", ending="\n")
+        self.stdout.write(f"node {name}: {runas.describe()}", ending="\n")
         self.stdout.flush()
         reconcile_node(name)
         flag = supervise.StopFlag()
@@ -95,3 +99,15 @@ class Command(BaseCommand):
             # The executors are gone with their jobs (their children die with them): requeue now.
             reconcile_node(name, executors_gone=True)
         self.stdout.write(f"node {name}: stopped")
+
+    def _check_run_as(self, name: str) -> None:
+        """Refuse to start when the jobs' account is impossible or cannot reach its folders: better now,
+        loudly, than every job failing later."""
+        runas.prepare_roots()
+        try:
+            account = runas.fixed_account()
+            if account is not None:
+                for root in (settings.GPUQ_JOBS_DIR, settings.GPUQ_CHECKPOINT_ROOT):
+                    runas.check_reachable(root, account)
+        except runas.RunAsError as error:
+            raise CommandError(f"node {name}: {error}") from None

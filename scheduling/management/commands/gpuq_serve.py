@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from gpus.models import Node
+from queueproject.hardening import tighten_data_modes
 from scheduling import supervise
 
 
@@ -18,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-node", action="store_true", help="serve only; nodes run elsewhere")
 
     def handle(self, *args, host, port, no_node, **options):
+        tighten_data_modes()  # an older install left the database and logs world-readable
         call_command("migrate", interactive=False, verbosity=0)
         call_command("gpuq_bootstrap", url=f"http://{host}:{port}/")
         flag = supervise.StopFlag()
