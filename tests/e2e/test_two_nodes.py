@@ -158,7 +158,10 @@ def test_the_api_reads_and_follows_the_log_of_a_job_on_the_other_node_with_no_sh
         return api.get(f"/api/v1/jobs/{job_id}/log?lines=3").json()["lines"]
 
     wait_for(
-        lambda: tail() == ["tick 2", "tick 3", "tick 4"], timeout=30, message="the tail of the running job"
+        lambda: tail() == ["tick 2", "tick 3", "tick 4"],
+        timeout=30,
+        interval=0.2,  # a client's pace, well under the API's rate limit
+        message="the tail of the running job",
     )
     follower = {"text": "", "offset": 0, "reads_while_running": 0}
 
