@@ -5,7 +5,8 @@ import codecs
 
 from scheduling.models import LogChunk
 
-_TAIL_BATCH = 4  # chunks per query when reading backwards (each at most logship.CHUNK_BYTES)
+CHUNK_BYTES = 64 * 1024  # the most a stored chunk holds (scheduling.logship writes them)
+_TAIL_BATCH = 4  # chunks per query when reading backwards
 
 
 def size(job_id: int) -> int:
@@ -51,12 +52,8 @@ def read_from(
             return "", offset, offset, end
         offset = first["offset"]
     data, expected = b"", first["offset"]
-    for position, chunk in (
-        chunks.filter(offset__gte=first["offset"])
-        .order_by("offset")
-        .values_list("offset", "data")
-        .iterator(chunk_size=16)
-    ):
+    rows = chunks.filter(offset__gte=first["offset"]).order_by("offset").values_list("offset", "data")
+    for position, chunk in rows[: limit // CHUNK_BYTES + 2]:
         if position != expected or len(data) >= limit:
             break  # a gap (bytes not kept) ends this read; the next one starts after it
         data += bytes(chunk)

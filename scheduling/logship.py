@@ -26,7 +26,7 @@ from scheduling.models import LogChunk
 
 log = logging.getLogger("gpuq.logship")
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = logs.CHUNK_BYTES
 SHIP_BYTES = 1024 * 1024
 
 
