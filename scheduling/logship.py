@@ -85,57 +85,62 @@ class LogShipper:
                 shipped += len(data)
 
     def _store(self, stream: _Stream, data: bytes) -> None:
-        """Append `data` to one job's stored log: grow the open chunk while it fits, else a new chunk."""
+        """Append `data` to one job's stored log: grow the open chunk while it fits, else a new chunk.
+        The stream's state changes only once the transaction has committed; a commit whose answer was lost
+        (the database dropped) is recognised on the next try as our own write, so no byte is stored twice."""
         with transaction.atomic():
             if stream.open_offset is not None and len(stream.open_data) + len(data) <= CHUNK_BYTES:
-                grown = stream.open_data + data
-                later = LogChunk.objects.filter(job_id=stream.job_id, offset__gt=stream.open_offset)
-                if not LogChunk.objects.filter(
-                    ~Exists(later),
-                    job_id=stream.job_id,
-                    offset=stream.open_offset,
-                    size=len(stream.open_data),
-                ).update(data=grown, size=len(grown)):
+                start, chunk = stream.open_offset, stream.open_data + data
+                later = LogChunk.objects.filter(job_id=stream.job_id, offset__gt=start)
+                grown = LogChunk.objects.filter(
+                    ~Exists(later), job_id=stream.job_id, offset=start, size=len(stream.open_data)
+                ).update(data=chunk, size=len(chunk))
+                if not grown and not self._ours(stream.job_id, start, chunk):
                     return self._refuse(stream, "another attempt wrote after it, or the job is gone")
-                stream.open_data = grown
             else:
-                try:
-                    with transaction.atomic():
-                        start = stream.end if stream.end is not None else logs.size(stream.job_id)
-                        LogChunk.objects.create(
-                            job_id=stream.job_id,
-                            attempt=self.attempt,
-                            offset=start,
-                            size=len(data),
-                            data=data,
-                        )
-                except IntegrityError:
-                    if stream.end is not None:
-                        return self._refuse(stream, "another attempt writes this job's log")
-                    # Our first write met another writer's at the same end (or the job is gone): once more
-                    # from the end as it is now; a second refusal means someone else writes this log.
-                    start = logs.size(stream.job_id)
-                    try:
-                        with transaction.atomic():
-                            LogChunk.objects.create(
-                                job_id=stream.job_id,
-                                attempt=self.attempt,
-                                offset=start,
-                                size=len(data),
-                                data=data,
-                            )
-                    except IntegrityError:
-                        return self._refuse(stream, "another attempt writes this job's log")
-                stream.open_offset, stream.open_data = start, data
-            stream.end = stream.open_offset + len(stream.open_data)
-            self._trim(stream)
+                start, chunk = self._append(stream, data), data
+                if start is None:
+                    return None
+            self._trim(stream.job_id, start + len(chunk))
+        stream.open_offset, stream.open_data, stream.end = start, chunk, start + len(chunk)
 
-    def _trim(self, stream: _Stream) -> None:
+    def _append(self, stream: _Stream, data: bytes) -> int | None:
+        """Write `data` as a new chunk at the stream's end; its offset, or None when another writer holds
+        this log. The first chunk of an attempt goes at the stored log's end, and may meet another's
+        there once (it tries again at the end as it is then); after that, a position already taken by a
+        chunk that is not our own means another attempt writes this job's log."""
+        for again in (False, True):
+            if stream.end is None or (again and stream.open_offset is None):
+                stream.end = logs.size(stream.job_id)  # the planned position, kept for a retried write
+            start = stream.end
+            try:
+                with transaction.atomic():
+                    LogChunk.objects.create(
+                        job_id=stream.job_id, attempt=self.attempt, offset=start, size=len(data), data=data
+                    )
+                return start
+            except IntegrityError:
+                if self._ours(stream.job_id, start, data):
+                    return start
+                if stream.open_offset is not None:
+                    break
+        self._refuse(stream, "another attempt writes this job's log")
+        return None
+
+    def _ours(self, job_id: int, offset: int, data: bytes) -> bool:
+        """Whether the chunk at `offset` is this attempt's, holding `data`: a write that committed though
+        its answer was lost."""
+        row = (
+            LogChunk.objects.filter(job_id=job_id, offset=offset, attempt=self.attempt).values("data").first()
+        )
+        return row is not None and bytes(row["data"]) == data
+
+    def _trim(self, job_id: int, end: int) -> None:
         """Keep the whole chunks within the last GPUQ_LOG_DB_MAX_BYTES of the job's stored log (never the
         chunk being written: the setting is at least one chunk)."""
-        keep_from = stream.end - settings.GPUQ_LOG_DB_MAX_BYTES
+        keep_from = end - settings.GPUQ_LOG_DB_MAX_BYTES
         if keep_from > 0:
-            LogChunk.objects.filter(job_id=stream.job_id, offset__lt=keep_from).delete()
+            LogChunk.objects.filter(job_id=job_id, offset__lt=keep_from).delete()
 
     def _refuse(self, stream: _Stream, why: str) -> None:
         log.warning("job %s: attempt %s ships no more log: %s", stream.job_id, self.attempt, why)

@@ -13,6 +13,7 @@ class Proxy:
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.drop_next_reply = False
         self.cut_after: bytes = b""  # cut everything once the server has answered a message holding this
+        self.lose_answer = False  # with cut_after: cut before that answer reaches the client
         self.listener = None
         self.port = 0
         self.restore()
@@ -76,10 +77,12 @@ class Proxy:
                 if upstream and self.cut_after and self.cut_after in data:
                     self.cut_after = b""
                     armed.set()
-                sink.sendall(data)
                 if not upstream and armed.is_set():
+                    if not self.lose_answer:
+                        sink.sendall(data)
                     self.cut()
                     return
+                sink.sendall(data)
         except OSError:
             pass
         _close(source), _close(sink)

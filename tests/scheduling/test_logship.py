@@ -15,6 +15,7 @@ from scheduling.models import Job, LogChunk
 from scheduling.states import Status
 from tests.conftest import wait_for
 from tests.factories import make_job
+from tests.proxy import Proxy
 from tests.scheduling.helpers import PY, dispatch, run_in_thread
 
 
@@ -156,3 +157,40 @@ def test_chunks_go_with_their_job(alice, tmp_path):
     job.delete()
     assert not LogChunk.objects.exists()
     assert os.path.exists(path)  # the node's own file is the node's to keep
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_whose_commit_answer_was_lost_is_not_stored_twice(alice, tmp_path):
+    """The database commits a chunk and the link drops before the answer arrives (PostgreSQL: a proxy cuts
+    right after the COMMIT reaches the server): the shipper sees an error, ships the same bytes again,
+    recognises its own chunk and stores nothing twice, for a grown chunk and for a new one alike."""
+    job = make_job(alice)
+    path = tmp_path / "job.log"
+    shipper = LogShipper(path, [job.pk], attempt=1)
+    path.write_text("one\n")
+    shipper.ship()
+    if connection.vendor == "postgresql":  # SQLite has no link whose answer can be lost
+        saved = dict(connection.settings_dict)
+        proxy = Proxy(saved["HOST"] or "localhost", int(saved["PORT"] or 5432))
+        connection.close()
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(proxy.port))
+        try:
+            fill = "x" * (CHUNK_BYTES - len("one\ntwo\n") - 1) + "\n"
+            for more in ("two\n", fill, "three\n"):  # grow the open chunk, fill it, then a new chunk
+                with open(path, "a") as handle:
+                    handle.write(more)
+                proxy.cut_after, proxy.lose_answer = b"COMMIT", True
+                with pytest.raises(DatabaseError):
+                    shipper.ship()
+                connection.close()
+                proxy.restore()
+                shipper.ship()
+        finally:
+            connection.close()
+            connection.settings_dict.update(saved)
+            proxy.close()
+        assert list(LogChunk.objects.filter(job=job).order_by("offset").values_list("size", flat=True)) == [
+            CHUNK_BYTES,
+            len("three\n"),
+        ]
+    assert stored(job) == path.read_bytes()
