@@ -15,11 +15,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import percentile  # benchmarks/ is on sys.path when run as a script
+from _common import percentile, setup_django  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,18 +30,7 @@ def main():
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
 
-    data = tempfile.mkdtemp(prefix="gpuq-live-")
-    os.environ.update(
-        GPUQ_DATA_DIR=data, GPUQ_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="queueproject.settings"
-    )
-    if args.database_url:
-        os.environ["DATABASE_URL"] = args.database_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    setup_django("gpuq-live-", args.database_url)
     import httpx
     from django.conf import settings
     from django.contrib.auth import get_user_model

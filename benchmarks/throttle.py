@@ -21,11 +21,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import percentile  # benchmarks/ is on sys.path when run as a script
+from _common import percentile, setup_django  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 THROTTLES = (
@@ -77,20 +76,9 @@ def main():
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
 
-    data = tempfile.mkdtemp(prefix="gpuq-throttle-")
-    os.environ.update(
-        GPUQ_DATA_DIR=data, GPUQ_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="queueproject.settings"
-    )
     for name in THROTTLES:  # the production defaults, whatever this shell holds
         os.environ.pop(name, None)
-    if args.database_url:
-        os.environ["DATABASE_URL"] = args.database_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    setup_django("gpuq-throttle-", args.database_url)
     import httpx
     from django.conf import settings
     from django.core.management import call_command
@@ -119,7 +107,7 @@ def main():
     node_register(
         name=name, backend="declared", gpus=parse_declared("2x24GB", node_name=name), labels={}, boot_id=""
     )
-    env = {**os.environ}
+    env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY}  # one key for every process of this gpuq
     if connection.vendor == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
     servers = []

@@ -103,6 +103,7 @@ class QueuePosition(APIView):
                     "position": 0,
                     "wait_reason": "",
                     "estimated_start": None,
+                    "estimated_start_latest": None,
                 }
             )
         if job.status != Status.PENDING:
@@ -114,6 +115,7 @@ class QueuePosition(APIView):
                     "wait_reason": job.wait_reason,
                     "wait_detail": job.wait_detail,
                     "estimated_start": None,
+                    "estimated_start_latest": None,
                 }
             )
         entry = next((e for e in selectors.queue().pending if e.job.pk == job.pk), None)
