@@ -10,12 +10,10 @@ Uses a fresh SQLite database in a temporary folder, or the PostgreSQL database g
 
 import argparse
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import setup_django  # benchmarks/ is on sys.path when run as a script
 
 
 def timed(function, repeat: int) -> float:
@@ -32,18 +30,7 @@ def main():
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
 
-    data = tempfile.mkdtemp(prefix="gpuq-logship-")
-    os.environ.update(
-        GPUQ_DATA_DIR=data, GPUQ_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="queueproject.settings"
-    )
-    if args.database_url:
-        os.environ["DATABASE_URL"] = args.database_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    data = setup_django("gpuq-logship-", args.database_url)
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
