@@ -90,6 +90,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "queueproject.unavailable.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,7 +134,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers work while one writer writes; IMMEDIATE takes the write lock at BEGIN so two
     # writers queue on the busy timeout instead of failing with "database is locked" mid-transaction.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
+        "timeout": env_float("GPUQ_SQLITE_TIMEOUT_SECONDS", 20.0, minimum=0.1),
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
@@ -222,6 +223,12 @@ GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(_JOB_BASE / "che
 GPUQ_RUN_AS = env_str("GPUQ_RUN_AS", "auto").strip().lower()
 GPUQ_RUN_AS_ACCOUNT = env_str("GPUQ_RUN_AS_ACCOUNT", "nobody").strip()
 GPUQ_RUN_JOBS_AS_ROOT_UNSAFE = env_bool("GPUQ_RUN_JOBS_AS_ROOT_UNSAFE", False)
+# Logs shipped to the database (scheduling.logship): the last this many bytes of each job are kept there.
+GPUQ_LOG_DB_MAX_BYTES = env_int("GPUQ_LOG_DB_MAX_BYTES", 16 * 1024 * 1024, minimum=64 * 1024)
+# While the database is away the API answers 503 with this Retry-After.
+GPUQ_RETRY_AFTER_SECONDS = env_int("GPUQ_RETRY_AFTER_SECONDS", 5, minimum=1)
+# How long an Idempotency-Key of POST /api/v1/jobs is remembered.
+GPUQ_IDEMPOTENCY_HOURS = env_float("GPUQ_IDEMPOTENCY_HOURS", 24.0, minimum=0.01)
 # Serve /static/ from the app itself (fine for the embedded default; use a web server at scale).
 GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
 # How often a websocket re-reads its user and session, closing when either ended (scheduling.live).

@@ -41,6 +41,7 @@ def gpuq():
         GPUQ_NODE_NAME="browser",
         GPUQ_HEARTBEAT_SECONDS="0.2",
         GPUQ_WS_RECHECK_SECONDS="0.5",  # a page whose user logged out leaves soon
+        GPUQ_LOG_DB_MAX_BYTES="65536",  # the least: a long log's head is dropped (test_job_log)
     )
     try:
         wait_serving(base)
