@@ -29,7 +29,7 @@ from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from scheduling import batching, events, leases, policies, procs, runas
+from scheduling import batching, events, leases, logship, policies, procs, runas
 from scheduling.models import Attempt, Job, StopRequest
 from scheduling.outage import Outage, drop_connection
 from scheduling.states import Status
@@ -203,6 +203,7 @@ class Execution:
         self.fence: Fence | None = None
         self.identity: dict = {}
         self.progress = job.progress
+        self.shipper: logship.LogShipper | None = None
         self.account: runas.Account | None = None  # the Unix account the job runs as
 
     def run(self) -> str:
@@ -233,6 +234,8 @@ class Execution:
         # other job can read it.
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         os.fchmod(log_fd, 0o600)
+        # The job's output goes to the database as it is written (the API reads it with no shared disk).
+        self.shipper = logship.LogShipper(log_path, [j.pk for j in batch], job.attempt)
         with open(log_fd, "ab", buffering=0) as log_file:
             try:
                 self.account = runas.job_account(job.owner)
@@ -353,6 +356,7 @@ class Execution:
                             return self._lose_lease(child, "its attempt was taken over")
                         fence.last_contact = sent
                         next_heartbeat = now + settings.GPUQ_HEARTBEAT_SECONDS
+                        self.shipper.ship()
                     row = self._stop_row()
                     next_check = now + settings.GPUQ_CANCEL_POLL_SECONDS
                     outage.recovered()
@@ -447,17 +451,22 @@ class Execution:
         this executor's: the outcome stays here until the database has it (the reaper waits a whole
         take-over time after an outage before judging anyone's lease, see gpuq_node)."""
         if self.lease_lost:
+            self._flush_log()
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
         kept = keep_outcome(self.job.pk, self.token, outcome)
+
+        def record() -> str:
+            if self.shipper is not None:
+                self.shipper.flush()  # the whole log before the outcome: a reader who sees it ended has it all
+            return self._record(outcome)
+
         try:
-            recorded = until_recorded(
-                f"job {self.job.pk}: outcome {outcome.status}",
-                lambda: self._record(outcome),
-            )
+            recorded = until_recorded(f"job {self.job.pk}: outcome {outcome.status}", record)
         except (TransitionConflict, InvalidTransition):
             recorded = None
         finally:
             kept.unlink(missing_ok=True)
+            self._flush_log()  # closes the file (nothing is left to ship once recorded)
         if recorded is None:
             log.warning(
                 "job %s: outcome %s not recorded: the lease changed hands", self.job.pk, outcome.status
@@ -485,6 +494,15 @@ class Execution:
             self.job, status, by=by, token=self.token, reason=reason, lease=_exit(outcome.exit_code), **fields
         )
         return str(status)
+
+    def _flush_log(self) -> None:
+        """Store the rest of the log before the outcome, so a reader who sees the job finished has it all."""
+        try:
+            if self.shipper is not None:
+                self.shipper.flush()
+                self.shipper.close()
+        except DatabaseError as error:
+            log.warning("job %s: the end of its log is not stored yet (%s)", self.job.pk, error)
 
     def _finish_members(self, outcome: Outcome) -> None:
         """A batch ended: each member by its own result when the batch exited 0 (a cancel asked of a

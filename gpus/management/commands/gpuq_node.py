@@ -20,6 +20,7 @@ from queueproject.hardening import tighten_data_modes
 from scheduling import leases, procs, runas, supervise
 from scheduling.outage import Outage, drop_connection
 from scheduling.reaper import reap, reconcile_node
+from scheduling.taskqueue import prune_finished_tasks
 from scheduling.tick import tick
 
 log = logging.getLogger("gpuq.node")
@@ -96,6 +97,7 @@ class Command(BaseCommand):
                     if time.monotonic() >= quiet_until:
                         nodes_mark_offline()
                         reap(node_name=name)
+                    prune_finished_tasks()
                     tick(wait=False)
                 except DatabaseError as error:
                     delay = min(delay, outage.failed(error))
