@@ -156,7 +156,12 @@ else:
         "keepalives_interval": 2,
         "keepalives_count": 3,
         "tcp_user_timeout": int(_connect * 2000),
-        **({"options": f"-c statement_timeout={int(_statement * 1000)}"} if _statement else {}),
+        # libpq's `options` replaces PGOPTIONS: keep what the environment asks for (a lock timeout, say).
+        **(
+            {"options": f"{env_str('PGOPTIONS', '')} -c statement_timeout={int(_statement * 1000)}".strip()}
+            if _statement
+            else {}
+        ),
         **DATABASES["default"].get("OPTIONS", {}),
     }
 

@@ -11,6 +11,7 @@ from scheduling.models import Job
 from scheduling.states import Status
 from tests.conftest import JOB_PYTHON, api_for, wait_for
 from tests.e2e.conftest import proc_stat
+from tests.scheduling.helpers import running_attempt
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -25,14 +26,10 @@ def test_the_row_of_a_task_whose_worker_was_killed_goes_once_its_attempt_is_over
     job_id = (
         api_for(root).post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code]}, format="json").json()["id"]
     )
-    job = wait_for(
-        lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
-        timeout=30,
-        message="the job to run",
-    )
-    first_token = job.lease_token
+    attempt = wait_for(lambda: running_attempt(job_id), timeout=30, message="the job to run")
+    first_token = attempt.lease_token
     assert task_rows(job_id, first_token)  # taken by its worker, not yet acknowledged
-    worker = int(proc_stat(job.pid)[1])  # the job's parent: the django-q2 worker running the task
+    worker = int(proc_stat(attempt.pid)[1])  # the job's parent: the django-q2 worker running the task
     os.kill(worker, signal.SIGKILL)
 
     # The reaper requeues the job, attempt 2 runs and ends; the killed worker's row goes too.

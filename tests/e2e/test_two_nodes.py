@@ -148,11 +148,7 @@ def test_the_api_reads_and_follows_the_log_of_a_job_on_the_other_node_with_no_sh
     )
     assert submitted.status_code == 201, submitted.text
     job_id = submitted.json()["id"]
-    job = wait_for(
-        lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
-        timeout=30,
-        message="the job to run on the far node",
-    )
+    job = wait_for(lambda: running_attempt(job_id), timeout=30, message="the job to run on the far node").job
     assert job.node.name == "far" and job.log_path.startswith(str(tmp_path / "far"))
     os.rename(tmp_path / "far", tmp_path / "far-elsewhere")
     assert not os.path.exists(job.log_path)
