@@ -64,8 +64,12 @@
       const newRows = fresh.querySelector("tbody[data-rows]");
       if (!oldRows || !newRows) {
         const hadFocus = old.contains(document.activeElement);
+        const before = new Set(Array.from(old.querySelectorAll("tr[data-job]")).map(function (row) { return row.dataset.job; }));
+        fresh.querySelectorAll("tr[data-job]").forEach(function (row) {
+          if (!before.delete(row.dataset.job)) changes.push("job #" + row.dataset.job + " " + row.dataset.status);
+        });
+        before.forEach(function (id) { changes.push("job #" + id + " left " + sectionName(old)); });
         old.replaceWith(fresh);
-        if (old.dataset.section) changes.push(sectionName(fresh) + " updated");
         if (hadFocus) focusIn(fresh, null);
         return;
       }
@@ -75,12 +79,19 @@
     return changes;
   }
 
-  // Equal but for the "changed" highlight a row keeps for a moment after an update.
+  // Equal but for what changes on every render: the CSRF token (masked anew for each response) and the
+  // "changed" highlight a row keeps for a moment after an update.
+  function normal(el) {
+    const copy = el.cloneNode(true);
+    copy.querySelectorAll("input[name=csrfmiddlewaretoken]").forEach(function (input) { input.removeAttribute("value"); });
+    const marked = Array.from(copy.querySelectorAll(".changed"));
+    if (copy.classList.contains("changed")) marked.push(copy);
+    marked.forEach(function (mark) { mark.classList.remove("changed"); if (!mark.classList.length) mark.removeAttribute("class"); });
+    return copy;
+  }
+
   function same(old, fresh) {
-    const marked = Array.from(old.querySelectorAll(".changed"));
-    if (old.classList.contains("changed")) marked.push(old);
-    marked.forEach(function (el) { el.classList.remove("changed"); if (!el.classList.length) el.removeAttribute("class"); });
-    return old.isEqualNode(fresh);
+    return normal(old).isEqualNode(normal(fresh));
   }
 
   function sectionName(section) {
