@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import ApiToken
+from accounts.permissions import can_submit, is_admin, level_of, team_of
 
 
 class TokenOut(serializers.ModelSerializer):
@@ -59,3 +60,28 @@ class TokenRevoke(APIView):
         if not services.token_revoke(user=request.user, token_id=token_id):
             raise Http404("No token of yours has this id.")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeOut(serializers.Serializer):
+    username = serializers.CharField()
+    level = serializers.CharField(help_text="admin, lead, researcher or viewer")
+    team = serializers.CharField(allow_null=True)
+    is_admin = serializers.BooleanField()
+    can_submit = serializers.BooleanField()
+
+
+class Me(APIView):
+    """Who the credentials belong to (the command line's `gpuq login` and `--mine` ask)."""
+
+    @extend_schema(responses=MeOut)
+    def get(self, request):
+        team = team_of(request.user)
+        return Response(
+            {
+                "username": request.user.get_username(),
+                "level": level_of(request.user),
+                "team": team.name if team else None,
+                "is_admin": is_admin(request.user),
+                "can_submit": can_submit(request.user),
+            }
+        )

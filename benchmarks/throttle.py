@@ -107,7 +107,7 @@ def main():
     node_register(
         name=name, backend="declared", gpus=parse_declared("2x24GB", node_name=name), labels={}, boot_id=""
     )
-    env = {**os.environ}
+    env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY}  # one key for every process of this gpuq
     if connection.vendor == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
     servers = []

@@ -4,15 +4,15 @@ Standard library only. `plan(snapshot, now)` reads frozen dataclasses and return
 queries, logs or publishes, and it is deterministic. The same function runs live (the tick), forward in
 simulated time (estimated start times, scheduling.estimates) and in tests and benchmarks.
 
-One walk over the waiting jobs in queue order applies every policy. A job held by a policy of its own
-(dependency, quota, limit, window, conflict) does not hold back the jobs behind it; the first job that
-does not fit holds every job behind it (strict order) unless backfill is on, in which case it gets a
-reservation and a lower job may start only if, run to its time limit, it cannot delay any reservation.
+One walk over the waiting jobs in queue order (`_Walk.consider`, one named step per policy) applies every
+policy. A job held by a policy of its own (dependency, quota, limit, window, conflict) does not hold back
+the jobs behind it. A job that does not fit keeps the free GPUs it could use from the jobs behind it
+(strict order), unless backfill is on, in which case it gets a reservation and a lower job may start only
+if, run to its time limit, it cannot delay any reservation. The guarantees (no starvation past the ageing
+threshold, reservations that backfill cannot delay) are property tests in tests/scheduling/test_planner.py.
 """
 
 import enum
-import math
-from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,8 +21,9 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gpus.placement import PLAIN, Needs, NodeFree, could_ever_fit, eligible, place
+from scheduling.profile import INF, Profile
 
-INF = math.inf
+__all__ = ["INF", "Profile"]  # re-exported: tests and estimates use them from here
 
 
 class Reason(enum.StrEnum):
@@ -68,14 +69,19 @@ class Limits:
 
 @dataclass(frozen=True)
 class Ageing:
-    threshold_seconds: float = 3600.0
+    """The starvation guarantee, and a gentle boost before it.
+
+    A job that has been able to wait for longer than `threshold_seconds` is *starving*: it goes ahead of
+    every job that is not, whatever their priorities, and starving jobs go longest-waiting first. So no
+    job submitted later ever passes it again, and (with backfill) it is reserved before anything else.
+    Before that, its priority grows by `boost_per_hour` for each hour waited, up to `max_boost`."""
+
+    threshold_seconds: float = 86400.0
     boost_per_hour: float = 1.0
     max_boost: float = 20.0
 
     def boost(self, waited_seconds: float) -> float:
-        if waited_seconds <= self.threshold_seconds:
-            return 0.0
-        return min(self.max_boost, self.boost_per_hour * (waited_seconds - self.threshold_seconds) / 3600.0)
+        return min(self.max_boost, self.boost_per_hour * max(0.0, waited_seconds) / 3600.0)
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,8 @@ class OffPeak:
 @dataclass(frozen=True)
 class Preemption:
     min_priority: int = 30  # a waiting job at or above this may preempt…
-    max_victim_priority: int = 0  # …preemptible running jobs at or below this
+    max_victim_priority: int = 0  # …preemptible running jobs at or below this…
+    min_runtime_seconds: float = 0.0  # …that have run at least this long (KAI's minimum runtime)
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,9 @@ class Policies:
     backfill_depth: int = 100  # reservations made per plan (Slurm's bf_max_job_test)
     preemption: Preemption | None = None
     queue_paused: bool = False
+    # Quotas admit a job when its time limit × GPUs fits in what remains ("time_limit"), or when any
+    # remains ("any_remaining"); a job without a time limit is admitted while any remains.
+    quota_admit: str = "time_limit"
 
 
 @dataclass(frozen=True)
@@ -143,10 +153,16 @@ class PendingJob:
     resources: tuple[str, ...] = ()
     time_limit: float | None = None  # seconds
     needs: Needs = PLAIN  # memory, model, devices, labels, target
+    # When it became able to wait (released at its start time, approved, resumed), if after submission:
+    # expiry and ageing count from here.
+    waiting_since: datetime | None = None
     submitted_ts: float = field(init=False, repr=False, compare=False)
+    since_ts: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "submitted_ts", self.submitted_at.timestamp())
+        since = self.waiting_since.timestamp() if self.waiting_since is not None else self.submitted_ts
+        object.__setattr__(self, "since_ts", max(self.submitted_ts, since))
 
     @property
     def fifo(self) -> float:
@@ -166,6 +182,7 @@ class RunningJob:
     time_limit: float | None = None
     preemptible: bool = False
     stopping: bool = False  # already asked to stop (cancel, pause, preempt)
+    gpus: tuple[int, ...] = ()  # the GPU indices it holds, when known (preemption checks placement)
 
 
 @dataclass(frozen=True)
@@ -214,7 +231,7 @@ class Preempt(NamedTuple):
 class Reservation:
     job_id: int
     node: str
-    start: datetime
+    start: datetime | None  # None: once running jobs without a time limit have ended (unknown)
     gpu_count: int
 
 
@@ -231,72 +248,16 @@ class Plan:
 # --- the walk -------------------------------------------------------------------------------------
 
 
-class Profile:
-    """Free GPUs of one node over time, as a step function: free now, plus running jobs' GPUs coming back
-    at their time limits, minus what this plan has booked (starts and reservations). Times are POSIX
-    seconds. Lookups bisect; a range minimum is one C-level min(); `floor` (the least the node will ever
-    have free) answers most feasibility checks at once."""
-
-    __slots__ = ("free_now", "events", "times", "levels", "floor")
-
-    def __init__(self, free_now: int, releases: list[tuple[float, int]]):
-        self.free_now = free_now
-        self.events: dict[float, int] = {}
-        for end, gpus in releases:
-            if end < INF:
-                self.events[end] = self.events.get(end, 0) + gpus
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        self.times = sorted(self.events)
-        level, levels = self.free_now, []
-        for t in self.times:
-            level += self.events[t]
-            levels.append(level)
-        self.levels = levels
-        self.floor = min(levels, default=self.free_now) if levels else self.free_now
-        self.floor = min(self.floor, self.free_now)
-
-    def free_at(self, t: float) -> int:
-        i = bisect_right(self.times, t) - 1
-        return self.free_now if i < 0 else self.levels[i]
-
-    def feasible(self, start: float, end: float, gpus: int) -> bool:
-        if gpus <= self.floor:
-            return True
-        i = bisect_right(self.times, start) - 1
-        j = bisect_left(self.times, end)
-        lowest = self.free_now if i < 0 else self.levels[i]
-        if j > i + 1:
-            lowest = min(lowest, min(self.levels[i + 1 : j]))
-        return lowest >= gpus
-
-    def earliest(self, gpus: int, duration: float, now: float) -> float | None:
-        if self.feasible(now, now + duration, gpus):
-            return now
-        for k in range(bisect_right(self.times, now), len(self.times)):
-            if self.levels[k] >= gpus and self.feasible(self.times[k], self.times[k] + duration, gpus):
-                return self.times[k]
-        return None
-
-    def book(self, start: float, end: float, gpus: int) -> None:
-        self.events[start] = self.events.get(start, 0) - gpus
-        if end < INF:
-            self.events[end] = self.events.get(end, 0) + gpus
-        self._rebuild()
-
-
-def queue_order(
-    snapshot: Snapshot, now: datetime, submitted_ts: dict[int, float] | None = None
-) -> list[PendingJob]:
-    """Waiting jobs in the order the planner considers them: effective priority (with the ageing boost),
-    then fair-share usage (lighter users first) when on, then FIFO (or the operators' order), then id."""
+def queue_order(snapshot: Snapshot, now: datetime) -> list[PendingJob]:
+    """Waiting jobs in the order the planner considers them. Starving jobs first (see `Ageing`), longest
+    waiting first; then the others by effective priority (with the ageing boost), then fair-share usage
+    (lighter users first) when on, then FIFO (or the operators' order), then id."""
     policies = snapshot.policies
     ageing = policies.ageing
     now_ts = now.timestamp()
     user_share, team_share = snapshot.user_share, snapshot.team_share
-
     fair = policies.fair_share
+    threshold, rate, max_boost = INF, 0.0, 0.0
     if ageing is not None:
         threshold, rate, max_boost = (
             ageing.threshold_seconds,
@@ -305,276 +266,473 @@ def queue_order(
         )
 
     def key(job: PendingJob):
-        submitted = job.submitted_ts
+        waited = now_ts - job.since_ts
+        if waited > threshold:
+            return (0, job.since_ts, 0.0, 0.0, job.id)
         priority = job.priority
-        if ageing is not None:
-            over = now_ts - submitted - threshold
-            if over > 0:
-                priority += min(max_boost, rate * over)
+        if rate and waited > 0:
+            priority += min(max_boost, rate * waited)
         share = 0.0
         if fair:
             share = user_share.get(job.owner, 0.0) + (team_share.get(job.team, 0.0) if job.team else 0.0)
-        return (-priority, share, job.order if job.order is not None else submitted, job.id)
+        return (1, -priority, share, job.order if job.order is not None else job.submitted_ts, job.id)
 
     return sorted(snapshot.pending, key=key)
 
 
-def _quota_block(quota: Quota | None, day: float, week: float, whose: str) -> str | None:
-    """Why a quota holds new starts, or None (no quota is unlimited)."""
-    if quota is None:
-        return None
-    for name, used, limit in ((f"{whose} daily", day, quota.daily), (f"{whose} weekly", week, quota.weekly)):
-        if limit is not None and used >= limit:
-            return f"{name} quota is used up ({used / 3600:.1f} of {limit / 3600:.1f} GPU-hours)"
-    return None
+def doomed_by_dependencies(snapshot: Snapshot) -> dict[int, int]:
+    """Waiting jobs that can never run because a dependency failed, directly or down a chain of waiting
+    jobs, each with the dependency that failed it: a chain fails in one plan, not one link per plan."""
+    deps = {job.id: job.depends_on for job in snapshot.pending if job.depends_on}
+    doomed: dict[int, int] = {}
+    changed = True
+    while changed:
+        changed = False
+        for jid in sorted(deps):
+            if jid in doomed:
+                continue
+            for dep in deps[jid]:
+                if dep in snapshot.dead or dep in doomed:
+                    doomed[jid], changed = dep, True
+                    break
+    return doomed
 
 
 def plan(snapshot: Snapshot, now: datetime) -> Plan:
-    s, p = snapshot, snapshot.policies
-    ordered = queue_order(s, now)
-    now_ts = now.timestamp()
-    free = {node.name: sorted(node.free) for node in s.nodes}
-    running_total = sum(1 for r in s.running)
-    per_user = Counter(r.owner for r in s.running)
-    per_team = Counter(r.team for r in s.running if r.team is not None)
-    held = {res: r.id for r in s.running for res in r.resources}
-    busy_nodes = {r.node for r in s.running}
-    profiles: dict[str, Profile] = {}
-    if p.backfill:
-        releases: dict[str, list[tuple[float, int]]] = {name: [] for name in free}
-        for r in s.running:
-            if r.node in releases:
-                end = r.started_at.timestamp() + r.time_limit if r.time_limit else INF
-                releases[r.node].append((end, r.gpu_count))
-        profiles = {name: Profile(len(gpus), releases[name]) for name, gpus in free.items()}
-    preemptible = sorted(
-        (r for r in s.running if r.preemptible and not r.stopping),
-        key=lambda r: (r.priority, -r.started_at.timestamp(), r.id),
-    )
-    starts: list[Start] = []
-    waits: list[Wait] = []
-    fails: list[Fail] = []
-    preempts: list[Preempt] = []
-    reservations: list[Reservation] = []
-    head: PendingJob | None = None  # the first job that did not fit
-    behind = ""
-    free_total = sum(len(g) for g in free.values())
-    limits = p.limits
-    if p.off_peak is None:
-        off_peak_wait: str | None = "off-peak only, and no off-peak window is configured"
-    elif p.off_peak.contains(now):
-        off_peak_wait = None
-    else:
-        off_peak_wait = f"off-peak only; the window opens {p.off_peak.next_start(now).isoformat()}"
-    user_block: dict[int, str | None] = {}
-    team_block: dict[int, str | None] = {}
-    node_names = sorted(free)
-    meta = {node.name: node for node in s.nodes}
-    resources_detail: dict[tuple, str] = {}  # per GPU count and needs, until the free GPUs change
-    no_victims: set[tuple[int, int]] = set()  # (priority, GPUs) that found no victims, until that changes
-    unplaceable: set[tuple] = set()  # (GPUs, time limit, needs) with no placement now
-    unreservable: set[tuple] = set()  # … and with no reservation either
-    reservation_tries = 0
-
-    expiry, queue_paused, serial, backfill = p.expiry_seconds, p.queue_paused, p.serial, p.backfill
-    max_all, max_user, max_team = (
-        limits.max_concurrent,
-        limits.user_max_concurrent,
-        limits.team_max_concurrent,
-    )
-    quotas_on = bool(s.user_quota or s.team_quota)
-    add_wait = waits.append
+    ordered = queue_order(snapshot, now)
+    walk = _Walk(snapshot, now)
     for job in ordered:
-        jid = job.id
-        if expiry is not None and now_ts - job.submitted_ts > expiry:
-            fails.append(Fail(jid, R_EXPIRED, f"waited longer than {expiry / 3600:g} h"))
-            continue
-        if job.depends_on:
-            dead = [d for d in job.depends_on if d in s.dead]
-            if dead:
-                fails.append(Fail(jid, R_DEPENDENCY, f"job {dead[0]} did not complete"))
-                continue
-            open_ = [d for d in job.depends_on if d not in s.completed]
-            if open_:
-                add_wait(Wait(jid, R_DEPENDENCY, "waits for job " + ", ".join(map(str, open_))))
-                continue
-        if queue_paused:
-            add_wait(Wait(jid, R_QUEUE_PAUSED, "the queue is paused by an operator"))
-            continue
-        if job.off_peak_only and off_peak_wait is not None:
-            add_wait(Wait(jid, R_OFF_PEAK, off_peak_wait))
-            continue
-        if quotas_on:
-            owner, team = job.owner, job.team
-            if owner not in user_block:
-                user_block[owner] = _quota_block(
-                    s.user_quota.get(owner), s.user_day.get(owner, 0.0), s.user_week.get(owner, 0.0), "your"
-                )
-            detail = user_block[owner]
-            if detail is None and team is not None:
-                if team not in team_block:
-                    team_block[team] = _quota_block(
-                        s.team_quota.get(team),
-                        s.team_day.get(team, 0.0),
-                        s.team_week.get(team, 0.0),
-                        "the team's",
-                    )
-                detail = team_block[team]
-            if detail:
-                add_wait(Wait(jid, R_QUOTA, detail))
-                continue
-        if max_all is not None and running_total >= max_all:
-            add_wait(Wait(jid, R_GLOBAL_LIMIT, f"{running_total} of {max_all} jobs running"))
-            continue
-        if max_user is not None and per_user[job.owner] >= max_user:
-            add_wait(
-                Wait(
-                    jid,
-                    R_USER_LIMIT,
-                    f"its owner runs {per_user[job.owner]} of {max_user}",
-                )
-            )
-            continue
-        if job.team is not None and max_team is not None and per_team[job.team] >= max_team:
-            add_wait(
-                Wait(
-                    jid,
-                    R_TEAM_LIMIT,
-                    f"its team runs {per_team[job.team]} of {max_team}",
-                )
-            )
-            continue
-        if job.resources:
-            taken = [(res, held[res]) for res in job.resources if res in held]
-            if taken:
-                res, holder = taken[0]
-                add_wait(Wait(jid, R_CONFLICT, f"{res} is held by job {holder}"))
-                continue
-        if serial == "global" and running_total:
-            add_wait(Wait(jid, R_SERIAL, "serial mode: one job at a time"))
-            continue
-        if head is not None and not backfill:
-            add_wait(Wait(jid, R_PRIORITY, behind))
-            continue
-
-        need = job.gpu_count
-        needs = job.needs
-        shape = (need, job.time_limit, needs)
-        if free_total >= need and shape not in unplaceable:
-            duration = job.time_limit or INF
-            fits = [
-                replace(meta[name], free=tuple(gpus))
-                for name, gpus in free.items()
-                if len(gpus) >= need
-                and not (serial == "node" and name in busy_nodes)
-                and (not backfill or profiles[name].feasible(now_ts, now_ts + duration, need))
-            ]
-            placement = place(need, fits, needs)
-            if placement is None:
-                unplaceable.add(shape)  # the same for every job of this shape until something is booked
-            else:
-                starts.append(Start(jid, placement.node, placement.gpus))
-                free[placement.node] = [g for g in free[placement.node] if g not in placement.gpus]
-                free_total -= need
-                resources_detail.clear()
-                no_victims.clear()
-                unplaceable.clear()
-                unreservable.clear()
-                running_total += 1
-                per_user[job.owner] += 1
-                if job.team is not None:
-                    per_team[job.team] += 1
-                for res in job.resources:
-                    held[res] = jid
-                busy_nodes.add(placement.node)
-                if backfill:
-                    profiles[placement.node].book(now_ts, now_ts + duration, need)
-                continue
-
-        # It does not fit now.
-        if p.preemption is not None and job.priority >= p.preemption.min_priority and preemptible:
-            if (job.priority, need) in no_victims:
-                victims = []
-            else:
-                victims = _choose_victims(job, preemptible, free, p.preemption)
-                if not victims:
-                    no_victims.add((job.priority, need))
-            if victims:
-                no_victims.clear()
-                preempts.extend(Preempt(v.id, jid) for v in victims)
-                gone = {v.id for v in victims}
-                preemptible = [r for r in preemptible if r.id not in gone]
-                add_wait(Wait(jid, R_PREEMPTING, "stopping job " + ", ".join(str(v.id) for v in victims)))
-                if head is None:
-                    head, behind = job, f"behind job {job.id}"
-                continue
-        if head is None:
-            head, behind = job, f"behind job {job.id}"
-        if (need, needs) not in resources_detail:
-            most = max((len(eligible(meta[n], g, needs)) for n, g in free.items()), default=0)
-            wants = f" ({needs.describe()})" if not needs.plain else ""
-            resources_detail[(need, needs)] = (
-                f"needs {need} GPU(s){wants} on one node; most free on a node: {most}"
-            )
-        detail = resources_detail[(need, needs)]
-        # Reservations: the first `backfill_depth` blocked jobs are tried (Slurm's bf_max_job_test); a
-        # shape that found no future slot finds none again until something else is booked.
-        if backfill and reservation_tries < p.backfill_depth and shape not in unreservable:
-            reservation_tries += 1
-            hosts = [n for n in node_names if needs.plain or could_ever_fit(need, [meta[n]], needs)]
-            reservation = _reserve(job, profiles, hosts, busy_nodes if serial == "node" else set(), now_ts)
-            if reservation is None:
-                unreservable.add(shape)
-            else:
-                reservations.append(reservation)
-                unplaceable.clear()
-                unreservable.clear()
-                detail += f"; reserved on {reservation.node} from {reservation.start.isoformat()}"
-        add_wait(Wait(jid, R_RESOURCES, detail))
-
+        walk.consider(job)
     return Plan(
         order=tuple(job.id for job in ordered),
-        starts=tuple(starts),
-        waits=tuple(waits),
-        fails=tuple(fails),
-        preempts=tuple(preempts),
-        reservations=tuple(reservations),
+        starts=tuple(walk.starts),
+        waits=tuple(walk.waits),
+        fails=tuple(walk.fails),
+        preempts=tuple(walk.preempts),
+        reservations=tuple(walk.reservations),
     )
 
 
-def _choose_victims(job, preemptible, free, rule: Preemption) -> list[RunningJob]:
-    """The fewest lowest-priority preemptible jobs on one node whose GPUs, with the free ones, fit."""
-    best: list[RunningJob] | None = None
-    by_node: dict[str, list[RunningJob]] = {}
-    for r in preemptible:
-        if r.priority <= rule.max_victim_priority and r.priority < job.priority:
-            by_node.setdefault(r.node, []).append(r)
-    for node in sorted(by_node):
-        have = len(free.get(node, ()))
-        chosen = []
-        for victim in by_node[node]:
-            if have >= job.gpu_count:
-                break
-            chosen.append(victim)
-            have += victim.gpu_count
-        if have >= job.gpu_count and (best is None or len(chosen) < len(best)):
-            best = chosen
-    return best or []
+class _Walk:
+    """One walk over the waiting jobs in queue order; each step of `consider` is one policy."""
 
+    def __init__(self, s: Snapshot, now: datetime):
+        p = self.policies = s.policies
+        self.s, self.now, self.now_ts = s, now, now.timestamp()
+        self.starts: list[Start] = []
+        self.waits: list[Wait] = []
+        self.fails: list[Fail] = []
+        self.preempts: list[Preempt] = []
+        self.reservations: list[Reservation] = []
+        self.doomed = doomed_by_dependencies(s)
+        # Expiry counts from when a job became able to wait: those able to wait before this expire.
+        self.expire_before = -INF if p.expiry_seconds is None else self.now_ts - p.expiry_seconds
+        self.free = {node.name: sorted(node.free) for node in s.nodes}
+        self.free_total = sum(len(g) for g in self.free.values())
+        self.meta = {node.name: node for node in s.nodes}
+        self.node_names = sorted(self.free)
+        self.running_total = len(s.running)
+        self.per_user = Counter(r.owner for r in s.running)
+        self.per_team = Counter(r.team for r in s.running if r.team is not None)
+        self.held_resources = {res: r.id for r in s.running for res in r.resources}
+        self.busy_nodes = {r.node for r in s.running}
+        # Ends of running jobs (and of jobs started by this plan) per user and team: when caps free.
+        self.user_ends: dict[int, list[float]] = {}
+        self.team_ends: dict[int, list[float]] = {}
+        for r in s.running:
+            end = r.started_at.timestamp() + r.time_limit if r.time_limit else INF
+            self.user_ends.setdefault(r.owner, []).append(end)
+            if r.team is not None:
+                self.team_ends.setdefault(r.team, []).append(end)
+        self.profiles: dict[str, Profile] = {}
+        if p.backfill:
+            releases: dict[str, list[tuple[float, int]]] = {name: [] for name in self.free}
+            for r in s.running:
+                if r.node in releases:
+                    end = r.started_at.timestamp() + r.time_limit if r.time_limit else INF
+                    releases[r.node].append((end, r.gpu_count))
+            self.profiles = {name: Profile(len(g), releases[name]) for name, g in self.free.items()}
+        self.preemptible = sorted(
+            (r for r in s.running if r.preemptible and not r.stopping),
+            key=lambda r: (r.priority, -r.started_at.timestamp(), r.id),
+        )
+        self.stopping = [r for r in s.running if r.stopping]
+        # Strict order: the first job that does not fit, and the free GPUs held by every job that does
+        # not fit (those it could use); a job behind may start only on GPUs nobody ahead could use.
+        self.head: PendingJob | None = None
+        self.behind = ""
+        self.held_gpus: dict[str, set[int]] = {name: set() for name in self.free}
+        self.unheld_total = self.free_total
+        if p.off_peak is None:
+            self.off_peak_wait: str | None = "off-peak only, and no off-peak window is configured"
+        elif p.off_peak.contains(now):
+            self.off_peak_wait = None
+        else:
+            self.off_peak_wait = f"off-peak only; the window opens {p.off_peak.next_start(now).isoformat()}"
+        self.quotas_on = bool(s.user_quota or s.team_quota)
+        self.quota_cache: dict[tuple, object] = {}  # rooms (quota_room) and details, until a charge
+        self.quota_left_cache: dict[tuple, float] = {}
+        self.user_used = {"day": dict(s.user_day), "week": dict(s.user_week)}
+        self.team_used = {"day": dict(s.team_day), "week": dict(s.team_week)}
+        # Caches, each valid until something is booked or started.
+        self.resources_detail: dict[tuple, str] = {}  # per GPU count and needs
+        self.no_victims: set[tuple] = set()  # (priority, GPUs, needs) that found no victims
+        self.unplaceable: set[tuple] = set()  # (GPUs, time limit, needs) with no placement now
+        self.unreservable: set[tuple] = set()  # … and with no reservation either
+        self.reservation_tries = 0
 
-def _reserve(
-    job, profiles: dict[str, Profile], names: list[str], excluded: set[str], now_ts: float
-) -> Reservation | None:
-    duration = job.time_limit or INF
-    best: tuple[float, str] | None = None
-    for name in names:
-        if name in excluded:
-            continue
-        t = profiles[name].earliest(job.gpu_count, duration, now_ts)
-        if t is not None and (best is None or t < best[0]):
-            best = (t, name)
-    if best is None:
+    # --- the steps, in order ---------------------------------------------------------------------
+
+    def consider(self, job: PendingJob) -> None:
+        if self.fails_now(job):
+            return
+        held = self.held_by_policy(job)
+        if held is not None:
+            reason, detail = held
+            if reason in (R_USER_LIMIT, R_TEAM_LIMIT) and self.policies.backfill:
+                detail += self.reserve_after_cap(job, reason)
+            self.waits.append(Wait(job.id, reason, detail))
+            return
+        if self.head is not None and not self.policies.backfill:
+            if self.start_on_unheld(job):
+                return
+            self.hold_for(job)
+            self.waits.append(Wait(job.id, R_PRIORITY, self.behind))
+            return
+        if self.start(job):
+            return
+        if self.preempt_for(job):
+            return
+        self.block(job)
+
+    def fails_now(self, job: PendingJob) -> bool:
+        """Expiry (counted from when the job became able to wait) and failed dependencies."""
+        if job.since_ts < self.expire_before:
+            expiry = self.policies.expiry_seconds or 0
+            self.fails.append(Fail(job.id, R_EXPIRED, f"waited longer than {expiry / 3600:g} h"))
+            return True
+        if job.id in self.doomed:
+            self.fails.append(Fail(job.id, R_DEPENDENCY, f"job {self.doomed[job.id]} did not complete"))
+            return True
+        return False
+
+    def held_by_policy(self, job: PendingJob) -> tuple[str, str] | None:
+        """A policy of the job's own that holds it (it does not hold back the jobs behind it)."""
+        s, p = self.s, self.policies
+        if job.depends_on:
+            open_ = [d for d in job.depends_on if d not in s.completed]
+            if open_:
+                return R_DEPENDENCY, "waits for job " + ", ".join(map(str, open_))
+        if p.queue_paused:
+            return R_QUEUE_PAUSED, "the queue is paused by an operator"
+        if job.off_peak_only and self.off_peak_wait is not None:
+            return R_OFF_PEAK, self.off_peak_wait
+        if self.quotas_on:
+            room = self.quota_left(job)
+            cost = self.quota_cost(job)
+            if room <= 0 or cost > room:
+                key = (job.owner, job.team, cost)
+                if key not in self.quota_cache:
+                    self.quota_cache[key] = self.quota_block(job)
+                return R_QUOTA, self.quota_cache[key] or ""
+        limits = p.limits
+        if limits.max_concurrent is not None and self.running_total >= limits.max_concurrent:
+            return R_GLOBAL_LIMIT, f"{self.running_total} of {limits.max_concurrent} jobs running"
+        if limits.user_max_concurrent is not None and self.per_user[job.owner] >= limits.user_max_concurrent:
+            return R_USER_LIMIT, f"its owner runs {self.per_user[job.owner]} of {limits.user_max_concurrent}"
+        if (
+            job.team is not None
+            and limits.team_max_concurrent is not None
+            and self.per_team[job.team] >= limits.team_max_concurrent
+        ):
+            return R_TEAM_LIMIT, f"its team runs {self.per_team[job.team]} of {limits.team_max_concurrent}"
+        if job.resources:
+            taken = [(res, self.held_resources[res]) for res in job.resources if res in self.held_resources]
+            if taken:
+                return R_CONFLICT, f"{taken[0][0]} is held by job {taken[0][1]}"
+        if p.serial == "global" and self.running_total:
+            return R_SERIAL, "serial mode: one job at a time"
         return None
-    t, name = best
-    profiles[name].book(t, t + duration, job.gpu_count)
-    return Reservation(job.id, name, datetime.fromtimestamp(t, tz=ZoneInfo("UTC")), job.gpu_count)
+
+    def quota_block(self, job: PendingJob) -> str | None:
+        """Why the owner's or team's quota does not admit this job, or None. Under "time_limit" the job's
+        whole time limit must fit in what remains, so a burst of starts cannot overshoot."""
+        cost = self.quota_cost(job)
+        rooms = [self.quota_room("your", self.s.user_quota, self.user_used, job.owner)]
+        if job.team is not None:
+            rooms.append(self.quota_room("the team's", self.s.team_quota, self.team_used, job.team))
+        for room in rooms:
+            if room is None:
+                continue
+            name, spent, limit = room
+            if spent >= limit:
+                return f"{name} quota is used up ({spent / 3600:.1f} of {limit / 3600:.1f} GPU-hours)"
+            if spent + cost > limit:
+                return (
+                    f"{name} quota has {(limit - spent) / 3600:.1f} GPU-hours left; this job may use "
+                    f"{cost / 3600:.1f} ({job.gpu_count} GPU(s) × its time limit)"
+                )
+        return None
+
+    def quota_left(self, job: PendingJob) -> float:
+        """GPU-seconds left to the job in the tightest quota of its owner and team (INF: no quota)."""
+        key = (job.owner, job.team)
+        left = self.quota_left_cache.get(key)
+        if left is None:
+            left = INF
+            rooms = [self.quota_room("your", self.s.user_quota, self.user_used, job.owner)]
+            if job.team is not None:
+                rooms.append(self.quota_room("the team's", self.s.team_quota, self.team_used, job.team))
+            for room in rooms:
+                if room is not None:
+                    left = min(left, room[2] - room[1])
+            self.quota_left_cache[key] = left
+        return left
+
+    def quota_room(self, whose: str, quotas, used, key) -> tuple[str, float, float] | None:
+        """The tightest quota window of a user or team: (its name, GPU-seconds spent, limit), cached
+        until a start charges it."""
+        cache_key = (whose, key)
+        if cache_key not in self.quota_cache:
+            quota, tightest = quotas.get(key), None
+            if quota is not None:
+                for window, limit, label in (("day", quota.daily, "daily"), ("week", quota.weekly, "weekly")):
+                    if limit is None:
+                        continue
+                    spent = used[window].get(key, 0.0)
+                    if tightest is None or limit - spent < tightest[2] - tightest[1]:
+                        tightest = (f"{whose} {label}", spent, limit)
+            self.quota_cache[cache_key] = tightest
+        return self.quota_cache[cache_key]
+
+    def quota_cost(self, job: PendingJob) -> float:
+        if self.policies.quota_admit != "time_limit" or not job.time_limit:
+            return 0.0
+        return job.gpu_count * job.time_limit
+
+    def start(self, job: PendingJob) -> bool:
+        """Place the job now if it fits (with backfill: only where, run to its time limit, it cannot
+        delay a reservation)."""
+        need, needs, serial, backfill = job.gpu_count, job.needs, self.policies.serial, self.policies.backfill
+        shape = (need, job.time_limit, needs)
+        if self.free_total < need or shape in self.unplaceable:
+            return False
+        duration = job.time_limit or INF
+        now_ts = self.now_ts
+        fits = [
+            replace(self.meta[name], free=tuple(gpus))
+            for name, gpus in self.free.items()
+            if len(gpus) >= need
+            and not (serial == "node" and name in self.busy_nodes)
+            and (not backfill or self.profiles[name].feasible(now_ts, now_ts + duration, need))
+        ]
+        placement = place(need, fits, needs)
+        if placement is None:
+            self.unplaceable.add(shape)  # the same for every job of this shape until something is booked
+            return False
+        self.record_start(job, placement.node, placement.gpus)
+        return True
+
+    def start_on_unheld(self, job: PendingJob) -> bool:
+        """Strict order, behind a job that does not fit: start only on GPUs no job ahead could use."""
+        if self.unheld_total < job.gpu_count:
+            return False
+        serial = self.policies.serial
+        fits = [
+            replace(self.meta[name], free=tuple(g for g in gpus if g not in self.held_gpus[name]))
+            for name, gpus in self.free.items()
+            if not (serial == "node" and name in self.busy_nodes)
+        ]
+        placement = place(job.gpu_count, fits, job.needs)
+        if placement is None:
+            return False
+        self.record_start(job, placement.node, placement.gpus)
+        return True
+
+    def record_start(self, job: PendingJob, node: str, gpus: tuple[int, ...]) -> None:
+        self.starts.append(Start(job.id, node, gpus))
+        self.free[node] = [g for g in self.free[node] if g not in gpus]
+        self.free_total -= len(gpus)
+        self.unheld_total -= len(gpus)
+        self.resources_detail.clear()
+        self.no_victims.clear()
+        self.unplaceable.clear()
+        self.unreservable.clear()
+        self.running_total += 1
+        self.per_user[job.owner] += 1
+        end = self.now_ts + job.time_limit if job.time_limit else INF
+        self.user_ends.setdefault(job.owner, []).append(end)
+        if job.team is not None:
+            self.per_team[job.team] += 1
+            self.team_ends.setdefault(job.team, []).append(end)
+        for res in job.resources:
+            self.held_resources[res] = job.id
+        self.busy_nodes.add(node)
+        cost = self.quota_cost(job)
+        if cost:
+            self.quota_cache.clear()
+            self.quota_left_cache.clear()
+            for window in ("day", "week"):
+                used = self.user_used[window]
+                used[job.owner] = used.get(job.owner, 0.0) + cost
+                if job.team is not None:
+                    used = self.team_used[window]
+                    used[job.team] = used.get(job.team, 0.0) + cost
+        if self.policies.backfill:
+            self.profiles[node].book(self.now_ts, end, len(gpus))
+
+    def preempt_for(self, job: PendingJob) -> bool:
+        """Stop preemptible lower-priority jobs on one node where the job could then run, unless GPUs
+        are already on their way back there (a job stopping): one round of victims per grace period."""
+        rule = self.policies.preemption
+        if rule is None or job.priority < rule.min_priority or not self.preemptible:
+            return False
+        need, needs = job.gpu_count, job.needs
+        stopping = [r for r in self.stopping if self.could_host(r.node, job)]
+        if stopping:
+            ids = ", ".join(str(r.id) for r in stopping)
+            self.waits.append(Wait(job.id, R_PREEMPTING, f"waits for job {ids} to stop"))
+            self.set_head(job)
+            return True
+        key = (job.priority, need, needs)
+        if key in self.no_victims:
+            return False
+        victims = self.choose_victims(job, rule)
+        if not victims:
+            self.no_victims.add(key)
+            return False
+        self.no_victims.clear()
+        self.preempts.extend(Preempt(v.id, job.id) for v in victims)
+        gone = {v.id for v in victims}
+        self.preemptible = [r for r in self.preemptible if r.id not in gone]
+        self.stopping.extend(victims)
+        ids = ", ".join(str(v.id) for v in victims)
+        self.waits.append(Wait(job.id, R_PREEMPTING, "stopping job " + ids))
+        self.set_head(job)
+        return True
+
+    def could_host(self, node: str, job: PendingJob) -> bool:
+        return node in self.meta and (
+            job.needs.plain or could_ever_fit(job.gpu_count, [self.meta[node]], job.needs)
+        )
+
+    def choose_victims(self, job: PendingJob, rule: Preemption) -> list[RunningJob]:
+        """The fewest lowest-priority victims on one node after whose stop the job can be placed there
+        (its needs included), each having run at least the minimum runtime."""
+        best: list[RunningJob] | None = None
+        by_node: dict[str, list[RunningJob]] = {}
+        for r in self.preemptible:
+            if (
+                r.priority <= rule.max_victim_priority
+                and r.priority < job.priority
+                and self.now_ts - r.started_at.timestamp() >= rule.min_runtime_seconds
+            ):
+                by_node.setdefault(r.node, []).append(r)
+        for node in sorted(by_node):
+            if not self.could_host(node, job):
+                continue
+            free, chosen = list(self.free.get(node, ())), []
+            for victim in by_node[node]:
+                if self.fits_after(job, node, free, chosen):
+                    break
+                if victim.gpus and not eligible(self.meta[node], victim.gpus, job.needs):
+                    continue  # its GPUs are of no use to the job
+                chosen.append(victim)
+            if (
+                chosen
+                and self.fits_after(job, node, free, chosen)
+                and (best is None or len(chosen) < len(best))
+            ):
+                best = chosen
+        return best or []
+
+    def fits_after(self, job: PendingJob, node: str, free: list[int], victims: list[RunningJob]) -> bool:
+        if any(not v.gpus for v in victims):  # indices unknown: count only (the node could host it)
+            return len(free) + sum(v.gpu_count for v in victims) >= job.gpu_count
+        freed = tuple(sorted({*free, *(g for v in victims for g in v.gpus)}))
+        return place(job.gpu_count, [replace(self.meta[node], free=freed)], job.needs) is not None
+
+    def block(self, job: PendingJob) -> None:
+        """The job does not fit: it waits for resources, holds (strict order) or reserves (backfill)."""
+        self.set_head(job)
+        need, needs = job.gpu_count, job.needs
+        if (need, needs) not in self.resources_detail:
+            most = max((len(eligible(self.meta[n], g, needs)) for n, g in self.free.items()), default=0)
+            wants = f" ({needs.describe()})" if not needs.plain else ""
+            self.resources_detail[(need, needs)] = (
+                f"needs {need} GPU(s){wants} on one node; most free on a node: {most}"
+            )
+        detail = self.resources_detail[(need, needs)]
+        if self.policies.backfill:
+            detail += self.reserve(job, self.now_ts)
+        self.waits.append(Wait(job.id, R_RESOURCES, detail))
+
+    def set_head(self, job: PendingJob) -> None:
+        if self.head is None:
+            self.head, self.behind = job, f"behind job {job.id}"
+        if not self.policies.backfill:
+            self.hold_for(job)
+
+    def hold_for(self, job: PendingJob) -> None:
+        """Strict order: the free GPUs this job could use are kept for it from jobs behind."""
+        if not self.unheld_total:
+            return
+        for name, gpus in self.free.items():
+            if not self.could_host(name, job):
+                continue
+            held = self.held_gpus[name]
+            for g in eligible(self.meta[name], [g for g in gpus if g not in held], job.needs):
+                held.add(g)
+                self.unheld_total -= 1
+
+    def reserve_after_cap(self, job: PendingJob, reason: str) -> str:
+        """A job held by its user's or team's cap is reserved from when the cap frees (enough of their
+        running jobs reach their time limits), so later jobs cannot take the GPUs it was promised."""
+        limits = self.policies.limits
+        if reason == R_USER_LIMIT:
+            ends, cap, count = (
+                self.user_ends.get(job.owner, []),
+                limits.user_max_concurrent,
+                self.per_user[job.owner],
+            )
+        else:
+            ends, cap, count = (
+                self.team_ends.get(job.team, []),
+                limits.team_max_concurrent,
+                self.per_team[job.team],
+            )
+        ends = sorted(ends)
+        k = count - (cap or 0)
+        if k >= len(ends) or ends[k] == INF:
+            return ""
+        return self.reserve(job, max(self.now_ts, ends[k]))
+
+    def reserve(self, job: PendingJob, after: float) -> str:
+        """Book the earliest slot from `after` (Slurm's bf_max_job_test caps how many jobs try); a shape
+        that found no future slot finds none again until something else is booked. Returns the text
+        that the wait's detail gains."""
+        shape = (job.gpu_count, job.time_limit, job.needs, after)
+        if self.reservation_tries >= self.policies.backfill_depth or shape in self.unreservable:
+            return ""
+        self.reservation_tries += 1
+        duration = job.time_limit or INF
+        excluded = self.busy_nodes if self.policies.serial == "node" else set()
+        best: tuple[float, str] | None = None
+        for name in self.node_names:
+            if name in excluded or not self.could_host(name, job):
+                continue
+            t = self.profiles[name].earliest(job.gpu_count, duration, after)
+            if t is not None and (best is None or t < best[0]):
+                best = (t, name)
+        if best is None:
+            self.unreservable.add(shape)
+            return ""
+        t, name = best
+        self.profiles[name].book(t, t + duration, job.gpu_count)
+        start = None if t == INF else datetime.fromtimestamp(t, tz=ZoneInfo("UTC"))
+        self.reservations.append(Reservation(job.id, name, start, job.gpu_count))
+        self.unplaceable.clear()
+        self.unreservable.clear()
+        if start is None:
+            return f"; reserved on {name} once running jobs without a time limit end"
+        return f"; reserved on {name} from {start.isoformat()}"

@@ -31,6 +31,10 @@ SCHEMAS: dict[str, dict] = {
         "properties": {
             "timezone": _TZ,
             "warn_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "admit": {
+                "enum": ["time_limit", "any_remaining"],
+                "description": "admit a job when its time limit fits in what remains, or when any remains",
+            },
         }
     },
     PolicyType.OFF_PEAK: {"properties": {"start": _HHMM, "end": _HHMM, "timezone": _TZ}},
@@ -52,7 +56,11 @@ SCHEMAS: dict[str, dict] = {
     },
     PolicyType.BACKFILL: {"properties": {"depth": {"type": "integer", "minimum": 1, "maximum": 10000}}},
     PolicyType.PREEMPTION: {
-        "properties": {"min_priority": {"type": "integer"}, "max_victim_priority": {"type": "integer"}}
+        "properties": {
+            "min_priority": {"type": "integer"},
+            "max_victim_priority": {"type": "integer"},
+            "min_runtime_seconds": {"type": "number", "minimum": 0},
+        }
     },
     PolicyType.QUEUE_PAUSE: {"properties": {"reason": {"type": "string", "maxLength": 300}}},
     PolicyType.RETRY: {
@@ -75,13 +83,13 @@ SCHEMAS: dict[str, dict] = {
 }
 DEFAULTS: dict[str, dict] = {
     PolicyType.FAIR_SHARE: {"half_life_hours": 24},
-    PolicyType.AGEING: {"starvation_threshold_minutes": 60, "boost_per_hour": 1, "max_boost": 20},
-    PolicyType.QUOTA: {"timezone": "UTC", "warn_fraction": 0.8},
+    PolicyType.AGEING: {"starvation_threshold_minutes": 1440, "boost_per_hour": 1, "max_boost": 20},
+    PolicyType.QUOTA: {"timezone": "UTC", "warn_fraction": 0.8, "admit": "time_limit"},
     PolicyType.OFF_PEAK: {"start": "22:00", "end": "08:00", "timezone": "UTC"},
     PolicyType.APPROVAL: {"price_per_gpu_hour": {"*": 1.0}, "levels": []},
     PolicyType.SERIAL: {"scope": "global"},
     PolicyType.BACKFILL: {"depth": 100},
-    PolicyType.PREEMPTION: {"min_priority": 30, "max_victim_priority": 0},
+    PolicyType.PREEMPTION: {"min_priority": 30, "max_victim_priority": 0, "min_runtime_seconds": 0},
     PolicyType.RETRY: {
         "exit_codes": "any",
         "time_limit": False,
@@ -158,10 +166,15 @@ def to_planner(configs: dict[str, dict]) -> planner.Policies:
         expiry_seconds=expiry["max_wait_hours"] * 3600 if expiry else None,
         backfill=PolicyType.BACKFILL in configs,
         backfill_depth=configs.get(PolicyType.BACKFILL, {}).get("depth", 100),
-        preemption=planner.Preemption(preemption["min_priority"], preemption["max_victim_priority"])
+        preemption=planner.Preemption(
+            preemption["min_priority"],
+            preemption["max_victim_priority"],
+            preemption.get("min_runtime_seconds", 0),
+        )
         if preemption
         else None,
         queue_paused=PolicyType.QUEUE_PAUSE in configs,
+        quota_admit=configs.get(PolicyType.QUOTA, {}).get("admit", "time_limit"),
     )
 
 

@@ -3,14 +3,14 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from accounts import permissions
 from gpus.models import Allocation, Gpu, Node, NodeStatus
 from gpus.placement import GpuSpec, Needs, NodeFree
 from scheduling import batching, planner, policies, usage
-from scheduling.models import GpuQuota, Job, PolicyType
+from scheduling.models import GpuQuota, Job, JobStateTransition, PolicyType
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 
 _PENDING_FIELDS = (
@@ -39,6 +39,15 @@ def _pending(jobs: QuerySet[Job]) -> tuple[tuple[planner.PendingJob, ...], froze
         "from_job_id", "to_job_id"
     ):
         deps.setdefault(job_id, []).append(dep_id)
+    # Expiry and ageing count from when a job became able to wait: its last release into the queue
+    # (start time reached, approved, resumed), if after submission.
+    released = dict(
+        JobStateTransition.objects.filter(
+            job__in=jobs.values("id"), to_status=Status.PENDING, from_status__in=list(HELD)
+        )
+        .values_list("job_id")
+        .annotate(at=Max("at"))
+    )
     pending = tuple(
         planner.PendingJob(
             id=r[0],
@@ -53,6 +62,7 @@ def _pending(jobs: QuerySet[Job]) -> tuple[tuple[planner.PendingJob, ...], froze
             time_limit=r[9],
             depends_on=tuple(sorted(deps.get(r[0], ()))),
             needs=Needs.of(*r[10:15]),
+            waiting_since=released.get(r[0]),
         )
         for r in rows
     )
@@ -80,6 +90,7 @@ def running_jobs() -> tuple[planner.RunningJob, ...]:
             time_limit=r[9],
             preemptible=r[10],
             stopping=bool(r[11]),
+            gpus=tuple(r[12] or ()),
         )
         # A batch is one running job: its members hold no GPUs of their own.
         for r in Job.objects.filter(status__in=HOLDS_GPUS)
@@ -97,6 +108,7 @@ def running_jobs() -> tuple[planner.RunningJob, ...]:
             "time_limit_seconds",
             "preemptible",
             "stop_request",
+            "gpu_indices",
         )
     )
 
@@ -188,7 +200,9 @@ def visible_jobs(user) -> QuerySet[Job]:
 class QueueEntry:
     job: Job
     position: int | None  # 1-based among pending jobs; None for others
-    estimated_start: datetime | None = None
+    estimated_start: datetime | None = None  # expected; None: unknown (or a held job's start time)
+    estimated_start_latest: datetime | None = None  # if every job runs to its hard bound; None: no bound
+    estimated: bool = False  # simulated (a pending job among the first GPUQ_ESTIMATE_DEPTH): None is unknown
 
 
 @dataclass(frozen=True)
@@ -219,7 +233,7 @@ def queue(now: datetime | None = None) -> QueueView:
     return QueueView(
         running=[QueueEntry(job, None) for job in active],
         pending=[
-            QueueEntry(by_id[j.id], position, estimates.get(j.id))
+            QueueEntry(by_id[j.id], position, *_range(estimates.get(j.id)))
             for position, j in enumerate(ordered, start=1)
             if j.id in by_id
         ],
@@ -227,6 +241,10 @@ def queue(now: datetime | None = None) -> QueueView:
             QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in held
         ],
     )
+
+
+def _range(estimate) -> tuple[datetime | None, datetime | None, bool]:
+    return (estimate.start, estimate.latest, True) if estimate is not None else (None, None, False)
 
 
 def queue_stats(now: datetime | None = None) -> dict:

@@ -71,6 +71,7 @@ ROWS = [
     ("PATCH", "/api/v1/policies/{policy}", {"enabled": False},    "401 403 403 403 403 403 403 200 403"),
     ("DELETE", "/api/v1/policies/{policy}", None,                 "401 403 403 403 403 403 403 204 403"),
     ("GET", "/api/v1/templates", None,                            "401 200 200 200 200 200 200 200 200"),
+    ("GET", "/api/v1/me", None,                                   "401 200 200 200 200 200 200 200 200"),
     ("GET", "/api/v1/tokens", None,                               "401 200 200 200 200 200 200 200 200"),
     ("POST", "/api/v1/tokens", {"name": "laptop", "days": 7},     "401 201 201 201 201 201 201 201 201"),
     ("DELETE", "/api/v1/tokens/{token}", None,                    "401 204 404 404 404 404 404 404 404"),

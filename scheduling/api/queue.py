@@ -127,6 +127,7 @@ class QueuePosition(APIView):
                     "position": 0,
                     "wait_reason": "",
                     "estimated_start": None,
+                    "estimated_start_latest": None,
                 }
             )
         if job.status != Status.PENDING:
@@ -138,6 +139,7 @@ class QueuePosition(APIView):
                     "wait_reason": job.wait_reason,
                     "wait_detail": job.wait_detail,
                     "estimated_start": None,
+                    "estimated_start_latest": None,
                 }
             )
         entries = listing.pending_entries([job.pk], listing.plan())

@@ -180,7 +180,12 @@ class QueueJobOut(serializers.Serializer):
     gpu_indices = serializers.ListField(source="job.gpu_indices", child=serializers.IntegerField())
     submitted_at = serializers.DateTimeField(source="job.submitted_at")
     started_at = serializers.DateTimeField(source="job.started_at", allow_null=True)
-    estimated_start = serializers.DateTimeField(allow_null=True)
+    estimated_start = serializers.DateTimeField(
+        allow_null=True, help_text="expected start; null: unknown (it waits for a job nothing bounds)"
+    )
+    estimated_start_latest = serializers.DateTimeField(
+        allow_null=True, help_text="latest start if every job runs to its time limit; null: no bound"
+    )
     off_peak_only = serializers.BooleanField(source="job.off_peak_only")
 
 

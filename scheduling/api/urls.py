@@ -34,6 +34,7 @@ urlpatterns = [
     path("quota/status", queue.QuotaStatus.as_view(), name="api-quota-status"),
     path("admin/quotas", queue.QuotaAdmin.as_view(), name="api-admin-quotas"),
     path("templates", views.TemplateList.as_view(), name="api-templates"),
+    path("me", accounts_api.Me.as_view(), name="api-me"),
     path("tokens", accounts_api.TokenListCreate.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>", accounts_api.TokenRevoke.as_view(), name="api-token"),
     path("nodes", gpus_api.NodeList.as_view(), name="api-nodes"),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpus.placement import PLAIN, GpuSpec, Needs, NodeFree, could_ever_fit
+from gpus.placement import PLAIN, GpuSpec, Needs, NodeFree, could_ever_fit, eligible
 from scheduling.planner import (
     INF,
     Ageing,
@@ -22,6 +22,7 @@ from scheduling.planner import (
     RunningJob,
     Snapshot,
     Start,
+    Wait,
     plan,
     queue_order,
 )
@@ -95,9 +96,9 @@ def test_ageing_lifts_a_long_waiting_job_above_newer_higher_priority_work():
     assert plan(snap(old, new, free=(0,)), NOW).starts[0].job_id == 2
 
 
-def test_ageing_is_capped():
+def test_the_ageing_boost_grows_with_the_wait_and_is_capped():
     assert Ageing(3600, 5, 20).boost(100 * 3600) == 20
-    assert Ageing(3600, 5, 20).boost(1800) == 0
+    assert Ageing(3600, 5, 20).boost(1800) == 2.5
 
 
 def test_fair_share_puts_a_light_users_first_job_before_a_heavy_users_tenth():
@@ -334,7 +335,8 @@ def test_a_job_waits_for_gpus_that_fit_it_and_says_what_it_asked():
     busy = running(50, node="a100", gpus=2, minutes_ago=0, time_limit=600)
     wants_big = job(1, needs=Needs(min_memory_mb=80000, labels=(("zone", "eu*"),)), time_limit=60)
     result = plan(snap(wants_big, job(2, age=1), nodes=nodes, run=[busy]), NOW)
-    assert result.starts == ()  # strict order: job 2 waits behind job 1
+    # Strict order: job 1 could use none of the free L4s, so job 2 passes it without delaying it.
+    assert result.starts == (Start(2, "l4", (0,)),)
     assert result.waits[0].reason == Reason.RESOURCES
     assert result.waits[0].detail == (
         "needs 1 GPU(s) (≥ 80000 MB each; labels zone=eu*) on one node; most free on a node: 0"
@@ -366,6 +368,185 @@ def test_preemption_spares_jobs_not_marked_preemptible_or_above_the_victim_tier(
         snap(job(1, priority=30), free=(), run=run, policies=Policies(preemption=Preemption(30, 0))), NOW
     )
     assert result.preempts == ()
+
+
+# --- promises that hold: starvation, reservations, preemption, quotas, chains (issue 13) ---------------
+
+H100, A10 = GpuSpec(81920, "NVIDIA H100 80GB HBM3"), GpuSpec(24576, "NVIDIA A10")
+
+
+def test_a_job_waiting_longer_than_the_threshold_goes_ahead_of_every_higher_priority_job():
+    ageing = Policies(ageing=Ageing(threshold_seconds=86400, boost_per_hour=1, max_boost=20))
+    month_old = PendingJob(id=1, gpu_count=1, priority=0, submitted_at=NOW - timedelta(days=30))
+    hour_old = PendingJob(id=2, gpu_count=1, priority=30, submitted_at=NOW - timedelta(hours=1))
+    result = plan(snap(hour_old, month_old, free=(0,), policies=ageing), NOW)
+    assert result.order == (1, 2) and result.starts == (Start(1, "n", (0,)),)
+
+
+def test_starving_jobs_go_longest_waiting_first_so_nothing_later_passes_them():
+    ageing = Policies(ageing=Ageing(threshold_seconds=3600))
+    older = PendingJob(id=1, gpu_count=1, priority=0, submitted_at=NOW - timedelta(hours=5))
+    newer_urgent = PendingJob(id=2, gpu_count=1, priority=30, submitted_at=NOW - timedelta(hours=2))
+    assert [j.id for j in queue_order(snap(newer_urgent, older, policies=ageing), NOW)] == [1, 2]
+
+
+def test_a_starving_job_is_reserved_before_anything_of_lower_rank():
+    busy = running(50, gpus=1, minutes_ago=0, time_limit=600)
+    starving = PendingJob(id=1, gpu_count=2, priority=0, submitted_at=NOW - timedelta(days=2), time_limit=60)
+    urgent_long = job(2, priority=30, time_limit=3600)
+    policies = Policies(backfill=True, ageing=Ageing(threshold_seconds=86400))
+    result = plan(snap(urgent_long, starving, free=(1,), run=[busy], policies=policies), NOW)
+    assert (result.reservations[0].job_id, result.reservations[0].start) == (1, NOW + timedelta(minutes=10))
+    assert result.starts == ()  # the urgent job, run to its limit, would delay the starving one
+
+
+def test_ageing_and_expiry_count_from_when_the_job_became_able_to_wait():
+    released = PendingJob(
+        id=1,
+        gpu_count=1,
+        priority=10,
+        submitted_at=NOW - timedelta(hours=5),
+        waiting_since=NOW - timedelta(minutes=1),  # scheduled for then, released now
+    )
+    result = plan(snap(released, policies=Policies(expiry_seconds=4 * 3600)), NOW)
+    assert result.fails == () and result.starts == (Start(1, "n", (0,)),)
+    ageing = Policies(ageing=Ageing(threshold_seconds=3600, boost_per_hour=0))
+    fresh = job(2, priority=20)
+    assert [j.id for j in queue_order(snap(released, fresh, policies=ageing), NOW)] == [2, 1]
+
+
+def test_a_running_job_without_a_time_limit_does_not_turn_off_the_reservation():
+    # Node of 2 GPUs, one held by a job of unknown length. Job 1 needs both: it is reserved for once that
+    # job ends; job 2 (no limit) would hold its GPU through then, so it waits; job 3 (60 s) may backfill.
+    endless = running(50, gpus=1, minutes_ago=5)
+    jobs = (job(1, gpus=2, time_limit=3600), job(2, age=1), job(3, age=2, time_limit=60))
+    result = plan(snap(*jobs, free=(1,), run=[endless], policies=Policies(backfill=True)), NOW)
+    assert [(r.job_id, r.node, r.start) for r in result.reservations] == [(1, "n", None)]
+    assert result.starts == (Start(3, "n", (1,)),)
+    assert reasons(result)[2] == Reason.RESOURCES
+    assert "once running jobs without a time limit end" in result.waits[0].detail
+
+
+def test_a_job_held_by_its_users_cap_is_reserved_from_when_the_cap_frees():
+    # Alice may run one job; hers ends at +100 s. Her next job needs both GPUs from then: bob's job of
+    # 10,000 s must not take the free GPU, his job of 50 s may.
+    alices = running(50, gpus=1, owner=7, minutes_ago=0, time_limit=100)
+    held = job(1, gpus=2, owner=7, time_limit=3600)
+    long, short = job(2, owner=8, age=1, time_limit=10_000), job(3, owner=8, age=2, time_limit=50)
+    policies = Policies(backfill=True, limits=Limits(user_max_concurrent=1))
+    result = plan(snap(held, long, short, free=(1,), run=[alices], policies=policies), NOW)
+    assert [(r.job_id, r.start) for r in result.reservations[:1]] == [(1, NOW + timedelta(seconds=100))]
+    assert result.starts == (Start(3, "n", (1,)),)
+    assert reasons(result)[1] == Reason.USER_LIMIT and "reserved on n from" in result.waits[0].detail
+
+
+def test_a_job_that_cannot_be_placed_does_not_hold_the_queue_in_strict_order():
+    nodes = (NodeFree("h100", (), {0: H100, 1: H100}), NodeFree("a10", (0, 1), {0: A10, 1: A10}))
+    busy = running(50, node="h100", gpus=2)
+    wants_h100 = job(1, needs=Needs(model="*H100*"))
+    result = plan(
+        snap(wants_h100, job(2, age=1), job(3, gpus=2, age=2), job(4, age=3), nodes=nodes, run=[busy]), NOW
+    )
+    assert result.starts == (Start(2, "a10", (0,)),)  # job 1 could not use the A10s
+    # Job 3 does not fit and keeps the A10 it could use: job 4 waits behind it (strict order).
+    assert reasons(result) == {1: Reason.RESOURCES, 3: Reason.PRIORITY, 4: Reason.PRIORITY}
+
+
+def test_a_chain_of_dependencies_fails_in_one_plan():
+    chain = (
+        job(3, depends_on=(2,), priority=30),
+        job(2, depends_on=(1,), priority=20),
+        job(1, depends_on=(100,)),
+    )
+    result = plan(snap(*chain, dead=frozenset({100})), NOW)
+    assert sorted((f.job_id, f.reason, f.detail) for f in result.fails) == [
+        (1, Reason.DEPENDENCY, "job 100 did not complete"),
+        (2, Reason.DEPENDENCY, "job 1 did not complete"),
+        (3, Reason.DEPENDENCY, "job 2 did not complete"),
+    ]
+
+
+def test_a_quota_admits_a_job_only_if_its_time_limit_fits_in_what_remains():
+    # One GPU-second left of 2 GPU-hours: four 8-GPU jobs of an hour must not start.
+    burst = [job(i, gpus=8, owner=7, age=i, time_limit=3600) for i in range(1, 5)]
+    nodes = tuple(NodeFree(f"n{i}", tuple(range(8))) for i in range(4))
+    quota = {7: Quota(daily=7200)}
+    result = plan(snap(*burst, nodes=nodes, user_quota=quota, user_day={7: 7199.0}), NOW)
+    assert result.starts == () and set(reasons(result).values()) == {Reason.QUOTA}
+    assert "0.0 GPU-hours left; this job may use 8.0" in result.waits[0].detail
+    lenient = plan(
+        snap(
+            *burst,
+            nodes=nodes,
+            user_quota=quota,
+            user_day={7: 7199.0},
+            policies=Policies(quota_admit="any_remaining"),
+        ),
+        NOW,
+    )
+    assert len(lenient.starts) == 4  # the switch: any remaining GPU time admits
+
+
+def test_a_burst_of_starts_cannot_overshoot_a_quota():
+    jobs = [job(i, owner=7, age=i, time_limit=3600) for i in range(1, 5)]
+    nodes = (NodeFree("n", tuple(range(8))),)
+    result = plan(snap(*jobs, nodes=nodes, user_quota={7: Quota(daily=2 * 3600)}), NOW)
+    assert [s.job_id for s in result.starts] == [1, 2]  # two GPU-hours: two one-hour jobs
+    assert reasons(result) == {3: Reason.QUOTA, 4: Reason.QUOTA}
+
+
+def test_preemption_picks_victims_only_where_the_preemptor_could_then_run():
+    nodes = (NodeFree("h100", (), {0: H100}), NodeFree("a10", (), {0: A10}))
+    on_a10 = running(50, node="a10", priority=0, preemptible=True, gpus=1)
+    on_h100 = running(51, node="h100", priority=10, preemptible=True, gpus=1)
+    urgent = job(1, priority=30, needs=Needs(model="*H100*"))
+    result = plan(
+        snap(urgent, nodes=nodes, run=[on_a10, on_h100], policies=Policies(preemption=Preemption(30, 10))),
+        NOW,
+    )
+    assert result.preempts == (Preempt(51, 1),)  # not the A10 job, though its priority is lower
+    mixed = (NodeFree("m", (), {0: A10, 1: H100}),)
+    victims = [
+        RunningJob(50, "m", 1, NOW - timedelta(hours=1), priority=0, preemptible=True, gpus=(0,)),
+        RunningJob(51, "m", 1, NOW - timedelta(hours=2), priority=0, preemptible=True, gpus=(1,)),
+    ]
+    result = plan(
+        snap(urgent, nodes=mixed, run=victims, policies=Policies(preemption=Preemption(30, 0))), NOW
+    )
+    assert result.preempts == (Preempt(51, 1),)  # the one holding the H100, not the newest
+
+
+def test_no_new_victim_while_earlier_victims_are_still_stopping():
+    stopping = running(50, priority=0, preemptible=True, stopping=True)
+    other = running(51, priority=0, preemptible=True)
+    urgent = job(1, gpus=2, priority=30)
+    result = plan(
+        snap(urgent, free=(), run=[stopping, other], policies=Policies(preemption=Preemption(30, 0))), NOW
+    )
+    assert result.preempts == ()
+    assert result.waits == (Wait(1, Reason.PREEMPTING, "waits for job 50 to stop"),)
+
+
+def test_jobs_behind_a_preempting_job_leave_it_the_free_gpus_it_will_need():
+    victim = running(50, priority=0, preemptible=True)
+    urgent, later = job(1, gpus=2, priority=30), job(2, age=1)
+    result = plan(
+        snap(urgent, later, free=(1,), run=[victim], policies=Policies(preemption=Preemption(30, 0))), NOW
+    )
+    assert result.preempts == (Preempt(50, 1),) and result.starts == ()
+    assert reasons(result) == {1: Reason.PREEMPTING, 2: Reason.PRIORITY}
+
+
+def test_a_job_is_not_preempted_before_its_minimum_runtime():
+    young = running(50, priority=0, preemptible=True, minutes_ago=1)
+    old = running(51, priority=0, preemptible=True, minutes_ago=30)
+    rule = Preemption(30, 0, min_runtime_seconds=600)
+    result = plan(
+        snap(job(1, priority=30), free=(), run=[young, old], policies=Policies(preemption=rule)), NOW
+    )
+    assert result.preempts == (Preempt(51, 1),)  # the newest would go first without the rule
+    alone = plan(snap(job(1, priority=30), free=(), run=[young], policies=Policies(preemption=rule)), NOW)
+    assert alone.preempts == () and reasons(alone) == {1: Reason.RESOURCES}
 
 
 # --- invariants ---------------------------------------------------------------------------------------
@@ -412,6 +593,7 @@ running_jobs = st.lists(
         resources=st.lists(st.sampled_from(["model:a", "model:b"]), max_size=1).map(tuple),
         time_limit=st.sampled_from([None, 3600.0, 9000.0]),
         preemptible=st.booleans(),
+        stopping=st.sampled_from([False, False, False, True]),
     ),
     max_size=6,
     unique_by=lambda r: r.id,
@@ -434,11 +616,12 @@ policy_sets = st.builds(
         team_max_concurrent=st.sampled_from([None, 1, 3]),
     ),
     fair_share=st.booleans(),
-    ageing=st.sampled_from([None, Ageing(600, 10, 20)]),
+    ageing=st.sampled_from([None, Ageing(600, 10, 20), Ageing(10_000, 1, 20)]),
     off_peak=st.sampled_from([None, OffPeak(time(22), time(8), "UTC"), OffPeak(time(11), time(13), "UTC")]),
     serial=st.sampled_from([None, "global", "node"]),
     backfill=st.booleans(),
-    preemption=st.sampled_from([None, Preemption(30, 0)]),
+    preemption=st.sampled_from([None, Preemption(30, 0), Preemption(30, 0, min_runtime_seconds=600)]),
+    quota_admit=st.sampled_from(["time_limit", "any_remaining"]),
     queue_paused=st.sampled_from([False, False, False, True]),
 )
 
@@ -461,7 +644,7 @@ def fits_needs(node: NodeFree, gpus, needs: Needs) -> bool:
     running_jobs,
     node_sets,
     policy_sets,
-    st.dictionaries(st.integers(1, 4), st.builds(Quota, daily=st.sampled_from([None, 100.0]))),
+    st.dictionaries(st.integers(1, 4), st.builds(Quota, daily=st.sampled_from([None, 100.0, 10_000.0]))),
     st.dictionaries(st.integers(1, 4), st.floats(0, 200)),
     st.frozensets(st.integers(600, 605)),
     st.frozensets(st.integers(600, 605)),
@@ -524,24 +707,38 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
         # Quotas: no start for a user whose quota is used up.
         q = user_quota.get(job_.owner)
         assert not (q and q.daily is not None and user_day.get(job_.owner, 0.0) >= q.daily)
+        # …and under "time_limit" admission, what the user's starts may use fits in what remained.
+        if q and q.daily is not None and policies.quota_admit == "time_limit":
+            mine = [by_id[k] for k in started if by_id[k].owner == job_.owner and by_id[k].time_limit]
+            assert user_day.get(job_.owner, 0.0) + sum(k.gpu_count * k.time_limit for k in mine) <= q.daily
         # Dependencies and windows are respected.
         assert set(job_.depends_on) <= completed
         assert not job_.off_peak_only or (policies.off_peak and policies.off_peak.contains(NOW))
         # No conflict with a running job's or another start's resources.
         held = {res for r in run for res in r.resources}
         assert not set(job_.resources) & held
-    assert all(set(by_id[f.job_id].depends_on) & dead for f in result.fails if f.reason == Reason.DEPENDENCY)
+    failed = {f.job_id for f in result.fails}
+    assert all(
+        set(by_id[f.job_id].depends_on) & (dead | failed)
+        for f in result.fails
+        if f.reason == Reason.DEPENDENCY
+    )
     starts_res = [res for j in started for res in by_id[j].resources]
     assert len(starts_res) == len(set(starts_res))
     if policies.serial == "global":
         assert len(started) <= (0 if run else 1)
 
-    # Strict order without backfill: starts never pass a job that waits for GPUs.
+    # Strict order without backfill: a start passes a job that waits for GPUs only on GPUs that job
+    # could not use (not eligible, or on a node too small for it).
     if not policies.backfill:
-        blocked = [w.job_id for w in result.waits if w.reason == Reason.RESOURCES]
-        if blocked:
-            rank = {jid: i for i, jid in enumerate(result.order)}
-            assert all(rank[j] < rank[blocked[0]] for j in started)
+        rank = {jid: i for i, jid in enumerate(result.order)}
+        blocked = [w.job_id for w in result.waits if w.reason in (Reason.RESOURCES, Reason.PRIORITY)]
+        for x in result.starts:
+            for b in blocked:
+                if rank[b] < rank[x.job_id] and could_ever_fit(
+                    by_id[b].gpu_count, [meta[x.node]], by_id[b].needs
+                ):
+                    assert not set(x.gpus) & set(eligible(meta[x.node], x.gpus, by_id[b].needs)), (x, b)
 
     # Backfill never delays a reservation: at each reserved start, with every job started now running
     # to its time limit, the reserved node still has the GPUs.
@@ -555,15 +752,97 @@ def test_invariants(jobs, run, nodes, policies, user_quota, user_day, completed,
         ends.setdefault(x.node, []).append((NOW.timestamp() + t if t else INF, -x.gpus.__len__()))
     for k, res in enumerate(result.reservations):
         assert could_ever_fit(res.gpu_count, [meta[res.node]], by_id[res.job_id].needs)
-        at = res.start.timestamp()
+        at = res.start.timestamp() if res.start is not None else INF
         free_then = len(free[res.node]) + sum(g for end, g in ends.get(res.node, []) if g > 0 and end <= at)
-        free_then -= sum(-g for end, g in ends.get(res.node, []) if g < 0 and end > at)
+        free_then -= sum(-g for end, g in ends.get(res.node, []) if g < 0 and (end > at or end == INF))
         for earlier in result.reservations[:k]:
             t = by_id[earlier.job_id].time_limit or INF
-            if earlier.node == res.node and earlier.start.timestamp() <= at < earlier.start.timestamp() + t:
+            begin = earlier.start.timestamp() if earlier.start is not None else INF
+            if earlier.node == res.node and begin <= at and (at < begin + t or begin + t == INF):
                 free_then -= earlier.gpu_count
         assert free_then >= res.gpu_count, (res, result)
 
     # Deterministic, whatever the input order.
     assert plan(replace(s, pending=tuple(reversed(jobs))), NOW) == result
     assert [j.id for j in queue_order(s, NOW)] == list(result.order)
+
+
+@st.composite
+def busy_cluster(draw):
+    """Two nodes of 4 GPUs whose busy GPUs are all held by running jobs (some without a time limit), and
+    a queue with jobs of every age (some waited days) and priority, with and without time limits."""
+    nodes, run = [], []
+    for name in ("a", "b"):
+        used = 0
+        for gpus in draw(st.lists(st.integers(1, 2), max_size=3)):
+            if used + gpus > 4:
+                break
+            run.append(
+                RunningJob(
+                    id=1000 + len(run),
+                    node=name,
+                    gpu_count=gpus,
+                    started_at=NOW - timedelta(seconds=draw(st.integers(0, 3000))),
+                    owner=draw(st.integers(1, 3)),
+                    time_limit=draw(st.sampled_from([600.0, 3600.0, None])),
+                    gpus=tuple(range(used, used + gpus)),
+                )
+            )
+            used += gpus
+        nodes.append(NodeFree(name, tuple(range(used, 4))))
+    pending = draw(
+        st.lists(
+            st.builds(
+                PendingJob,
+                id=st.integers(1, 200),
+                gpu_count=st.integers(1, 4),
+                priority=st.sampled_from([0, 10, 30]),
+                submitted_at=st.integers(0, 3 * 86400).map(lambda s: NOW - timedelta(seconds=s)),
+                owner=st.integers(1, 3),
+                time_limit=st.sampled_from([60.0, 600.0, 3600.0, None]),
+            ),
+            max_size=20,
+            unique_by=lambda j: j.id,
+        )
+    )
+    return tuple(nodes), tuple(run), tuple(pending)
+
+
+@settings(max_examples=300, deadline=None)
+@given(busy_cluster(), st.sampled_from([None, 1, 2]), st.booleans())
+def test_starving_jobs_go_first_and_every_blocked_job_is_reserved(cluster, user_cap, fresh):
+    """The guarantees in the README. A job waiting longer than the ageing threshold goes ahead of every
+    job that has waited less, whatever its priority. With backfill every job that waits for GPUs, or for
+    its user's cap to free, holds a reservation (at an unknown time if it waits for jobs without a time
+    limit), unless a job ahead of it took the GPUs for good or for that unknown time; test_invariants checks
+    that no job started now, run to its time limit, delays any reservation."""
+    nodes, run, pending = cluster
+    if fresh:  # urgent work submitted just now does not pass a starving job
+        pending += tuple(
+            PendingJob(id=300 + i, gpu_count=1, priority=100, submitted_at=NOW) for i in range(3)
+        )
+    threshold = 86400
+    policies = Policies(
+        backfill=True, ageing=Ageing(threshold_seconds=threshold), limits=Limits(user_max_concurrent=user_cap)
+    )
+    result = plan(Snapshot(pending, nodes, run, policies), NOW)
+    by_id = {j.id: j for j in pending}
+    starving = [j for j in result.order if NOW.timestamp() - by_id[j].since_ts > threshold]
+    assert list(result.order[: len(starving)]) == starving
+    assert starving == sorted(starving, key=lambda j: (by_id[j].since_ts, j))
+    reserved = {r.job_id for r in result.reservations}
+    started = {s.job_id for s in result.starts}
+    rank = {j: i for i, j in enumerate(result.order)}
+    # Booked for good, or for once jobs without a time limit have ended (a time nothing orders further).
+    endless = {j for j in started | reserved if by_id[j].time_limit is None}
+    endless |= {r.job_id for r in result.reservations if r.start is None}
+    for w in result.waits:
+        endless_ahead = any(rank[j] < rank[w.job_id] for j in endless)
+        if w.reason == Reason.RESOURCES:
+            assert w.job_id in reserved or endless_ahead, (w, result)
+        if w.reason == Reason.USER_LIMIT:
+            owner = by_id[w.job_id].owner
+            theirs = [r.time_limit for r in run if r.owner == owner]
+            theirs += [by_id[j].time_limit for j in started if by_id[j].owner == owner]
+            if all(theirs):  # the cap frees at a known time
+                assert w.job_id in reserved or endless_ahead, (w, result)

@@ -5,13 +5,14 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Level
 from gpus.models import Allocation, Gpu
 from scheduling import executor
 from scheduling.models import Job, JobAudit, PolicyType
-from scheduling.policies import set_policy
+from scheduling.policies import enabled_configs, set_policy, to_planner
 from scheduling.states import Status
 from scheduling.tick import tick
 from tests.conftest import api_for, make_user, wait_for
@@ -422,7 +423,8 @@ def test_stats_me_and_position(alice, bob, root, node, raw):
     assert (me["pending_count"], me["running_count"], me["best_position"]) == (2, 0, 2)
     position = api_for(alice).get(f"/api/v1/queue/position/{a2.pk}").json()
     assert (position["position"], position["wait_reason"]) == (3, "priority")  # strict order: behind a1
-    assert position["estimated_start"] is not None
+    # Root's job has no time limit and no history: when a1 and a2 start is unknown, not "in an hour".
+    assert position["estimated_start"] is None and position["estimated_start_latest"] is None
     assert api_for(alice).get(f"/api/v1/queue/position/{b1.pk}").status_code == 404
     assert a1
 
@@ -439,6 +441,42 @@ def test_estimates_follow_the_planner_forward_in_time(alice, root, node, raw):
     start1, start2 = (datetime.fromisoformat(pending[j.pk].replace("Z", "+00:00")) for j in (first, second))
     assert timedelta(minutes=9) < start1 - timezone.now() <= timedelta(minutes=10)  # when busy ends
     assert timedelta(minutes=4) < start2 - start1 <= timedelta(minutes=5)  # then after first
+
+
+def test_the_queue_shows_a_range_up_to_the_hard_bound_that_does_not_move(alice, root, node, raw, settings):
+    settings.GPUQ_KILL_GRACE_SECONDS = 600
+    busy = submit(root, gpu_count=2, argv=["sleep", "30"], time_limit_seconds=600)
+    tick()
+    started = timezone.now() - timedelta(minutes=11)  # past its limit: in its grace period
+    Job.objects.filter(pk=busy.pk).update(started_at=started)
+    job = submit(alice, time_limit_seconds=300)
+    bound = started + timedelta(seconds=600 + settings.GPUQ_KILL_GRACE_SECONDS)
+    for _ in range(2):  # asked twice, a moment apart: the same answer
+        entry = api_for(alice).get("/api/v1/queue").json()["pending"][0]
+        assert entry["id"] == job.pk
+        assert (
+            entry["estimated_start"]
+            == entry["estimated_start_latest"]
+            == bound.isoformat().replace("+00:00", "Z")
+        )
+    page = Client()
+    page.force_login(alice)
+    html = page.get("/").content.decode()
+    assert f'<time class="latest" datetime="{bound.isoformat()}">' in html  # the page shows the range
+
+
+def test_a_scheduled_job_released_after_its_start_time_does_not_expire_at_once(alice, node, raw):
+    set_policy(PolicyType.EXPIRY, enabled=True, config={"max_wait_hours": 1})
+    set_policy(PolicyType.QUEUE_PAUSE, enabled=True)
+    later = timezone.now() + timedelta(hours=1)
+    job = submit(alice, start_after=later.isoformat())
+    assert status_of(job) == Status.SCHEDULED
+    # It was submitted two hours before its start time, which has just come.
+    Job.objects.filter(pk=job.pk).update(
+        submitted_at=timezone.now() - timedelta(hours=2), start_after=timezone.now() - timedelta(seconds=1)
+    )
+    tick()
+    assert status_of(job) == Status.PENDING and waiting(job)[0] == "queue_paused"
 
 
 def test_policies_are_validated_and_only_admins_change_them(alice, root):
@@ -471,3 +509,29 @@ def test_policies_are_validated_and_only_admins_change_them(alice, root):
         .status_code
         == 200
     )
+
+
+def test_quota_admission_and_minimum_runtime_are_policy_keys(root):
+    bad = api_for(root).post(
+        "/api/v1/policies", {"type": "quota", "config": {"admit": "always"}}, format="json"
+    )
+    assert bad.status_code == 400 and "admit" in str(bad.json()["config"])
+    for body in (
+        {"type": "quota", "config": {"admit": "any_remaining"}, "enabled": True},
+        {"type": "preemption", "config": {"min_runtime_seconds": 600}, "enabled": True},
+    ):
+        assert api_for(root).post("/api/v1/policies", body, format="json").status_code == 201
+    planned = to_planner(enabled_configs())
+    assert planned.quota_admit == "any_remaining" and planned.preemption.min_runtime_seconds == 600
+
+
+def test_a_job_approved_after_a_long_wait_for_approval_does_not_expire_at_once(alice, root, team, node, raw):
+    set_policy(PolicyType.APPROVAL, enabled=True, config={"max_gpus": 1})
+    set_policy(PolicyType.EXPIRY, enabled=True, config={"max_wait_hours": 1})
+    set_policy(PolicyType.QUEUE_PAUSE, enabled=True)
+    job = submit(alice, gpu_count=2)
+    Job.objects.filter(pk=job.pk).update(submitted_at=timezone.now() - timedelta(hours=3))
+    lead = make_user("lena", level=Level.LEAD, team=team)
+    assert api_for(lead).post(f"/api/v1/jobs/{job.pk}/approve").status_code == 200
+    tick()
+    assert status_of(job) == Status.PENDING and waiting(job)[0] == "queue_paused"

@@ -1,0 +1,353 @@
+"""The `gpuq` command line end to end: every command against a real gpuq (web server and node processes
+on the test database), run as a subprocess the way a user runs it, its output parsed back."""
+
+import csv
+import http.server
+import io
+import json
+import stat
+import threading
+import tomllib
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests.conftest import JOB_PYTHON, job_writable, traversable_dir, wait_for
+from tests.e2e.conftest import free_port
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db]  # see conftest: the database, no wrapping
+
+
+def echo(message: str, code: int = 0) -> list[str]:
+    """Arguments that submit the `echo` template (prints the message, exits with the code)."""
+    return ["echo", "-p", f"message={message}", "-p", f"code={code}"]
+
+
+def held(gpuq, *extra, user="alice") -> int:
+    """A job that waits two hours (scheduled), so that it stays in the queue while a test looks."""
+    return int(gpuq.ok("submit", "-q", *echo("later"), "--after", "+2h", *extra, user=user))
+
+
+def show(gpuq, job_id: int, user="alice") -> dict:
+    return gpuq.json("show", job_id, user=user)[0]
+
+
+def api(gpuq, user="root") -> httpx.Client:
+    return httpx.Client(
+        base_url=gpuq.base + "/api/v1", headers={"Authorization": f"Token {gpuq.tokens[user]}"}
+    )
+
+
+def test_every_command_has_help_with_examples(gpuq):
+    listing = gpuq.ok("--help", user=None)
+    commands = [line.split()[0] for line in listing.split("Commands:")[1].strip().splitlines()[:18]]
+    assert {"login", "submit", "queue", "show", "logs", "cancel", "nodes", "gpus", "quota", "stats"} <= set(
+        commands
+    )
+    assert "Exit codes" in listing
+    for command in commands:
+        assert "Example" in gpuq.ok(command, "--help", user=None), command
+    for sub in ("list", "create", "revoke"):
+        assert "Example" in gpuq.ok("tokens", sub, "--help", user=None)
+
+
+def test_the_console_script_is_declared_for_the_setup_to_install():
+    project = tomllib.loads((settings.BASE_DIR / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["gpuq"] == "gpuq_cli.main:main"
+    assert project["tool"]["setuptools"]["packages"] == ["gpuq_cli"]
+    assert "pip install --quiet --no-deps -e ." in (settings.BASE_DIR / "scripts" / "setup").read_text()
+
+
+def test_login_checks_the_token_and_stores_it_for_its_owner_only(gpuq, tmp_path):
+    config = tmp_path / "conf" / "gpuq.json"
+    refused = gpuq.run("login", "--url", gpuq.base, user=None, input="not-a-token\n", GPUQ_CONFIG=config)
+    assert refused.returncode == 4, refused.stderr
+    assert "401" in refused.stderr and not config.exists()
+    no_url = gpuq.run("login", user=None, input=gpuq.tokens["alice"] + "\n", GPUQ_CONFIG=config)
+    assert no_url.returncode == 2 and "--url" in no_url.stderr  # nothing to ask it on: a usage error
+    nobody_there = f"http://127.0.0.1:{free_port()}"
+    unreachable = gpuq.run("login", "--url", nobody_there, "--token", "x", user=None, GPUQ_CONFIG=config)
+    assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr
+
+    done = gpuq.run(
+        "login", "--url", gpuq.base + "/", user=None, input=gpuq.tokens["alice"] + "\n", GPUQ_CONFIG=config
+    )
+    assert done.returncode == 0, done.stderr
+    assert "as alice (researcher)" in done.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert json.loads(config.read_text()) == {"url": gpuq.base, "token": gpuq.tokens["alice"]}
+
+    me = json.loads(gpuq.ok("whoami", "--format", "json", user=None, GPUQ_CONFIG=config))
+    assert me == [
+        {"username": "alice", "level": "researcher", "team": "vision", "is_admin": False, "can_submit": True}
+    ]
+    # GPUQ_URL and GPUQ_TOKEN win over the file.
+    assert (
+        gpuq.ok("whoami", "-o", "username", "--format", "csv", user="bob", GPUQ_CONFIG=config)
+        == "username\nbob\n"
+    )
+    # Logged in nowhere: exit 4, saying how to log in.
+    nowhere = gpuq.run("queue", user=None, GPUQ_CONFIG=tmp_path / "none.json")
+    assert nowhere.returncode == 4 and "gpuq login" in nowhere.stderr
+
+
+class _Broken(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<h1>Server Error (500)</h1>")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_exit_codes_for_usage_refusals_bad_tokens_and_server_errors(gpuq):
+    assert gpuq.run("submit").returncode == 2
+    assert gpuq.run("submit", "echo", "--", "true").returncode == 2
+    assert gpuq.run("priority", "1", "high").returncode == 2
+    assert gpuq.run("cancel", "3", "--all").returncode == 2
+
+    refused = gpuq.run("submit", *echo("x"), "--gpus", 2000)
+    assert refused.returncode == 1
+    assert "gpu_count (--gpus)" in refused.stderr and "1024" in refused.stderr
+    missing = gpuq.run("show", 999999)
+    assert missing.returncode == 1 and "404" in missing.stderr
+    bad_token = gpuq.run("queue", user=None, GPUQ_URL=gpuq.base, GPUQ_TOKEN="wrong")
+    assert bad_token.returncode == 4 and "401" in bad_token.stderr
+
+    broken = http.server.HTTPServer(("127.0.0.1", 0), _Broken)
+    threading.Thread(target=broken.serve_forever, daemon=True).start()
+    try:
+        failed = gpuq.run("queue", GPUQ_URL=f"http://127.0.0.1:{broken.server_port}")
+    finally:
+        broken.shutdown()
+    assert failed.returncode == 3 and "500" in failed.stderr
+
+
+def test_submit_a_template_with_typed_params_then_show_and_read_its_log(gpuq):
+    job = gpuq.json("submit", *echo("hello cli"), "--name", "greet", "--priority", 5)
+    assert (job["params"], job["name"], job["priority"]) == ({"message": "hello cli", "code": 0}, "greet", 5)
+    wait_for(
+        lambda: show(gpuq, job["id"])["status"] == "completed", timeout=60, message="the job to complete"
+    )
+
+    assert "hello cli\n" in gpuq.ok("logs", job["id"])
+    assert gpuq.ok("logs", job["id"], "-n", 1).splitlines()[-1:] == [
+        gpuq.ok("logs", job["id"]).splitlines()[-1]
+    ]
+    text = gpuq.ok("show", job["id"])
+    assert "status: completed" in text and "transitions:" in text and "-> running" in text
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                gpuq.ok("show", job["id"], "-o", "id,status,params.message,exit_code", "--format", "csv")
+            )
+        )
+    )
+    assert rows == [
+        {"id": str(job["id"]), "status": "completed", "params.message": "hello cli", "exit_code": "0"}
+    ]
+    finished = gpuq.json("queue", "-a", "--mine", "--status", "completed")
+    assert job["id"] in [row["id"] for row in finished]
+
+
+def test_every_submit_flag_reaches_the_job(gpuq):
+    first = held(gpuq)
+    job = gpuq.json(
+        "submit", *echo("flags"), "--gpus", 2, "--priority", 3, "--time-limit", "1h30m", "--stall-timeout", "10m",
+        "--name", "all-flags", "--env", "WANDB_PROJECT=cli-test", "--depends-on", first, "--after", "+2h",
+        "--off-peak", "--resource", "model:x", "--preemptible", "--min-memory", "20GB", "--gpu-model", "*L4*",
+        "--device", "1,2", "--label", "room=*", "--target", "auto", "--max-attempts", 2,
+    )  # fmt: skip
+    expected = {
+        "gpu_count": 2, "priority": 3, "time_limit_seconds": 5400, "stall_timeout_seconds": 600,
+        "name": "all-flags", "env": {"WANDB_PROJECT": "cli-test"}, "depends_on": [first], "off_peak_only": True,
+        "resources": ["model:x"], "preemptible": True, "min_gpu_memory_mb": 20480, "gpu_model": "*L4*",
+        "device_ids": [1, 2], "node_labels": {"room": "*"}, "target": "auto", "max_attempts": 2,
+        "status": "scheduled",
+    }  # fmt: skip
+    assert {key: job[key] for key in expected} == expected
+    start = datetime.fromisoformat(job["start_after"])
+    assert timedelta(hours=1, minutes=50) < start - datetime.now(UTC) <= timedelta(hours=2)
+    assert gpuq.ok("cancel", job["id"], first) == f"job {job['id']}: cancelled\njob {first}: cancelled\n"
+
+
+def test_dry_run_says_where_it_would_go_and_creates_nothing(gpuq):
+    count = api(gpuq).get("/jobs").json()["count"]
+    answer = gpuq.json("submit", "--dry-run", *echo("dry"), "--gpus", 2)
+    assert answer["dry_run"] is True and answer["would_start"] is True and answer["node"] == "cli-node"
+    assert gpuq.ok("submit", "--dry-run", *echo("dry")).startswith("would start now on cli-node (GPUs ")
+    assert api(gpuq).get("/jobs").json()["count"] == count
+
+
+def test_submit_wait_follows_the_log_and_exits_with_the_jobs_exit_code(gpuq):
+    done = gpuq.run("submit", "--wait", *echo("going down", code=7))
+    assert done.returncode == 7, (done.stdout, done.stderr)
+    assert "going down" in done.stdout
+    assert "failed (exit code 7)" in done.stderr
+
+
+def test_submit_wait_on_a_job_cancelled_meanwhile_exits_5(gpuq):
+    waiting = gpuq.popen("submit", "--wait", *echo("never"), "--after", "+2h")
+    job_id = waiting.stderr.readline().split()[1]  # "job N submitted (scheduled, …)"
+    assert gpuq.ok("cancel", job_id) == f"job {job_id}: cancelled\n"
+    assert waiting.wait(timeout=60) == 5
+    assert f"job {job_id} cancelled" in waiting.stderr.read()
+
+
+def test_logs_follow_a_running_job_until_it_ends(gpuq):
+    flags = job_writable(traversable_dir("gpuq-cli-flag"))
+    code = (
+        "import json, os, sys, time\n"
+        "print('first', flush=True)\n"
+        "json.dump({'fraction': 0.5}, open(os.environ['GPUQ_PROGRESS_FILE'], 'w'))\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+        "print('second', flush=True)\n"
+    )
+    job_id = gpuq.ok("submit", "-q", "--", JOB_PYTHON, "-c", code, flags / "go", user="root").strip()
+    follower = gpuq.popen("logs", "-f", job_id, user="root")
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True)
+    reader.start()
+    wait_for(lambda: "first\n" in lines, timeout=60, message="the first line to be followed")
+
+    # Meanwhile the queue shows its progress with dot notation.
+    def progress():
+        table = gpuq.ok("queue", "-o", "id,owner,status,progress.fraction", "--format", "csv", user="root")
+        return [row for row in csv.DictReader(io.StringIO(table)) if row["id"] == job_id]
+
+    row = wait_for(lambda: (lambda r: r and r[0]["progress.fraction"] == "0.5" and r)(progress()), timeout=30)
+    assert row == [{"id": job_id, "owner": "root", "status": "running", "progress.fraction": "0.5"}]
+
+    (flags / "go").touch()
+    assert follower.wait(timeout=60) == 0
+    reader.join(timeout=10)
+    assert lines.index("first\n") < lines.index("second\n")
+    assert lines[-1].startswith("=== gpuq: completed (exit code 0)")  # the log's last line, by the executor
+    (flags / "go").unlink()
+
+
+def test_queue_filters_and_formats(gpuq):
+    mine = [held(gpuq, "--name", f"q-{i}") for i in range(2)]
+    bobs = held(gpuq, "--name", "q-bob", user="bob")
+    try:
+        table = gpuq.ok("ls").splitlines()
+        assert table[0].split()[:4] == ["ID", "NAME", "OWNER", "STATUS"] and "WAIT_REASON" in table[0]
+        assert {str(i) for i in [*mine, bobs]} <= {line.split()[0] for line in table[1:]}
+
+        rows = gpuq.json("queue", "--mine")
+        assert {r["id"] for r in rows} >= set(mine) and {r["owner"] for r in rows} == {"alice"}
+        assert all("estimated_start" in r and "position" in r for r in rows)
+
+        by_bob = gpuq.json("queue", "--owner", "bob", "--status", "scheduled", "-o", "job_id,user,status")
+        assert by_bob == [{"job_id": bobs, "user": "bob", "status": "scheduled"}]
+
+        text = gpuq.ok("queue", "--mine", "--format", "csv", "-o", "id,name,params.message,gpu_indices")
+        got = {row["id"]: row for row in csv.DictReader(io.StringIO(text))}
+        assert got[str(mine[0])] == {
+            "id": str(mine[0]),
+            "name": "q-0",
+            "params.message": "later",
+            "gpu_indices": "[]",
+        }
+    finally:
+        gpuq.ok("cancel", *mine)
+        gpuq.ok("cancel", bobs, user="bob")
+
+
+def test_cancel_all_asks_first(gpuq):
+    sweep = [held(gpuq, "--name", f"sweep-{i}") for i in range(2)]
+    other = held(gpuq, "--name", "keep-me")
+    declined = gpuq.run("cancel", "--all", "--name", "sweep-*", input="n\n")
+    assert declined.returncode == 1
+    assert f"Cancel 2 job(s) of alice: {sweep[0]} (scheduled), {sweep[1]} (scheduled)?" in declined.stderr
+    assert {show(gpuq, i)["status"] for i in sweep} == {"scheduled"}
+
+    accepted = gpuq.run("cancel", "--all", "--name", "sweep-*", input="y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert {show(gpuq, i)["status"] for i in sweep} == {"cancelled"}
+    assert show(gpuq, other)["status"] == "scheduled"
+
+    third = held(gpuq, "--name", "sweep-3")
+    assert gpuq.ok("cancel", "--all", "--name", "sweep-*", "--yes") == f"job {third}: cancelled\n"
+    assert gpuq.ok("cancel", other) == f"job {other}: cancelled\n"
+
+
+def test_priority_pause_and_resume(gpuq):
+    job = held(gpuq)
+    assert gpuq.ok("priority", job, 2, "--reason", "others first") == f"job {job}: priority 2\n"
+    assert show(gpuq, job)["priority"] == 2
+    raised = gpuq.run("priority", job, 50)
+    assert raised.returncode == 1 and "priority" in raised.stderr
+    assert gpuq.ok("priority", job, "--", -5) == f"job {job}: priority -5\n"
+    assert gpuq.ok("pause", job, "--reason", "not now") == f"job {job}: paused\n"
+    # Back in the queue as pending (from where, today, it starts without waiting for its --after).
+    assert gpuq.ok("resume", job) == f"job {job}: pending\n"
+
+
+def test_approve_and_reject(gpuq):
+    policy = (
+        api(gpuq).post("/policies", json={"type": "approval", "config": {"levels": ["researcher"]}}).json()
+    )
+    try:
+        first, second = held(gpuq), held(gpuq)
+        assert show(gpuq, first)["status"] == "blocked"
+        own = gpuq.run("approve", first)
+        assert own.returncode == 1 and "403" in own.stderr
+        assert gpuq.run("reject", second, user="root").returncode == 2  # --reason is required
+        assert gpuq.ok("approve", first, user="root") == f"job {first}: scheduled\n"
+        assert gpuq.ok("reject", second, "--reason", "too big", user="root") == f"job {second}: rejected\n"
+        gpuq.ok("cancel", first)
+    finally:
+        api(gpuq).delete(f"/policies/{policy['id']}")
+
+
+def test_nodes_gpus_quota_stats_and_templates(gpuq):
+    nodes = gpuq.json("nodes")
+    assert [(n["name"], n["status"], n["gpus"], n["simulated"]) for n in nodes] == [
+        ("cli-node", "online", 4, True)
+    ]
+    assert "cli-node" in gpuq.ok("nodes")
+    devices = list(csv.DictReader(io.StringIO(gpuq.ok("gpus", "--format", "csv"))))
+    assert [(d["node"], d["index"], d["name"]) for d in devices] == [
+        ("cli-node", str(i), "NVIDIA L4") for i in range(4)
+    ]
+    assert {"allocated", "job_id", "owner"} <= set(devices[0])
+
+    quota = gpuq.json("quota")
+    assert quota["user"]["daily"]["limit_gpu_seconds"] is None and quota["team"]["name"] == "vision"
+    assert [line.split()[:2] for line in gpuq.ok("quota").splitlines()[1:]] == [
+        ["you", "daily"], ["you", "weekly"], ["vision", "daily"], ["vision", "weekly"]
+    ]  # fmt: skip
+
+    stats = gpuq.json("stats")
+    assert {"queue_depth", "running", "by_status", "avg_wait_seconds"} <= set(stats)
+    assert "queue_depth:" in gpuq.ok("stats")
+    assert gpuq.json("templates", "-o", "name") == [{"name": "echo"}]
+
+
+def test_tokens_create_list_and_revoke(gpuq):
+    key = gpuq.ok("tokens", "create", "--name", "cli-test", "--days", 1).strip()
+    assert (
+        gpuq.ok("whoami", "-o", "username", "--format", "csv", user=None, GPUQ_URL=gpuq.base, GPUQ_TOKEN=key)
+        == "username\nalice\n"
+    )
+    made = [t for t in gpuq.json("tokens", "list") if t["name"] == "cli-test"]
+    assert len(made) == 1 and made[0]["expired"] is False and key.startswith(made[0]["hint"])
+    assert "cli-test" in gpuq.ok("tokens")
+    assert gpuq.run("tokens", "revoke", made[0]["id"]).returncode == 0
+    gone = gpuq.run("whoami", user=None, GPUQ_URL=gpuq.base, GPUQ_TOKEN=key)
+    assert gone.returncode == 4
+
+
+def test_rate_limited_requests_wait_for_retry_after_and_go_on(gpuq, start_web):
+    job = held(gpuq)
+    throttled = start_web(GPUQ_THROTTLE_USER="1/s")
+    done = gpuq.run("show", job, job, job, job, "-o", "id", "--format", "csv", GPUQ_URL=throttled)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "id\n" + f"{job}\n" * 4
+    assert "rate limited (429), retrying in 1 s" in done.stderr
+    gpuq.ok("cancel", job)
