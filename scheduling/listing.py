@@ -133,10 +133,11 @@ def plan(now: datetime | None = None) -> Plan:
     return Plan({j.id: position for position, j in enumerate(ordered, start=1)}, estimate_starts(snap, now))
 
 
-def _entry(job: Job, position: int | None, estimate):
-    from scheduling.selectors import QueueEntry
+def _entry(job: Job, position: int | None, estimate=None):
+    """A queue entry; `estimate` is a waiting job's estimated start range (estimates.Estimate) or None."""
+    from scheduling.selectors import QueueEntry, _range
 
-    return QueueEntry(job, position, estimate)
+    return QueueEntry(job, position, *_range(estimate))
 
 
 def _with_related(jobs: QuerySet[Job]) -> QuerySet[Job]:
@@ -146,7 +147,7 @@ def _with_related(jobs: QuerySet[Job]) -> QuerySet[Job]:
 def running(filters: Filters) -> list:
     """Dispatched and running jobs (as many as there are GPUs at most), oldest start first."""
     jobs = filters.apply(Job.objects.filter(status__in=HOLDS_GPUS))
-    return [_entry(job, None, None) for job in filters.ordered(_with_related(jobs), ("started_at", "id"))]
+    return [_entry(job, None) for job in filters.ordered(_with_related(jobs), ("started_at", "id"))]
 
 
 def pending_ids(filters: Filters, the_plan: Plan) -> list[int]:
@@ -174,7 +175,12 @@ def held_jobs(filters: Filters) -> QuerySet[Job]:
 
 
 def held_entries(jobs) -> list:
-    return [_entry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in jobs]
+    """Held jobs' entries: a scheduled job's estimated start is its start time."""
+    from scheduling.selectors import QueueEntry
+
+    return [
+        QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in jobs
+    ]
 
 
 def shows(filters: Filters, statuses) -> bool:
