@@ -239,6 +239,8 @@ GPUQ_DEFAULT_RUNTIME_SECONDS = env_float("GPUQ_DEFAULT_RUNTIME_SECONDS", 3600.0,
 GPUQ_ESTIMATE_DEPTH = env_int("GPUQ_ESTIMATE_DEPTH", 100, minimum=1)
 # Lists (pages and API): rows per page by default, and the most one request may ask for (`size`, `limit`).
 GPUQ_PAGE_SIZE = env_int("GPUQ_PAGE_SIZE", 50, minimum=1)
+# Reads of the queue reuse their process's last plan while no event and no job is new, this long at most.
+GPUQ_PLAN_REUSE_SECONDS = env_float("GPUQ_PLAN_REUSE_SECONDS", 5.0)
 GPUQ_MAX_PAGE_SIZE = max(env_int("GPUQ_MAX_PAGE_SIZE", 500, minimum=1), GPUQ_PAGE_SIZE)
 GPUQ_DEFAULT_MAX_ATTEMPTS = env_int("GPUQ_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
 GPUQ_JOB_ENV_PASSTHROUGH = env_list(

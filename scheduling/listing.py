@@ -1,12 +1,14 @@
 """Lists that scale: the filters, search, sort and paging of the queue and of "my jobs", applied in the
 database, so a page reads one page of rows whatever the size of the queue."""
 
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, IntegerField, Max, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from scheduling import batching, planner
@@ -117,20 +119,50 @@ def paginate(items, number, size: int) -> Page:
 
 @dataclass(frozen=True)
 class Plan:
-    """The queue's order and estimates (the planner's, computed per read for now)."""
+    """The queue's order and estimates, as the planner computes them from a snapshot."""
 
     positions: dict[int, int]  # pending job id -> 1-based position
-    estimates: dict = field(default_factory=dict)  # pending job id -> estimated start
+    estimates: dict = field(default_factory=dict)  # pending job id -> estimates.Estimate
 
 
-def plan(now: datetime | None = None) -> Plan:
+def _compute(now: datetime) -> Plan:
     from scheduling import selectors
     from scheduling.estimates import estimate_starts
 
-    now = now or timezone.now()
     snap = selectors.snapshot(now)
     ordered = planner.queue_order(snap, now)
     return Plan({j.id: position for position, j in enumerate(ordered, start=1)}, estimate_starts(snap, now))
+
+
+_reuse_lock = threading.Lock()
+_last: dict = {}  # this process's last plan and what it was computed from
+
+
+def plan(now: datetime | None = None) -> Plan:
+    """The queue's plan. Reads reuse this process's last plan while nothing changed: no new event (every
+    transition, reorder and reason change writes one) and no new job since, and for at most
+    GPUQ_PLAN_REUSE_SECONDS (the time-dependent parts: ageing, usage, estimates). So twenty open pages
+    cost one planning per change, not twenty; a given `now` always plans afresh."""
+    if now is not None or settings.GPUQ_PLAN_REUSE_SECONDS <= 0:
+        return _compute(now or timezone.now())
+    from django.db import connection
+
+    from scheduling.models import Event
+
+    key = (
+        connection.settings_dict["NAME"],
+        Event.objects.aggregate(last=Max("id"))["last"],
+        Job.objects.aggregate(last=Max("id"))["last"],
+    )
+    with _reuse_lock:
+        fresh = time.monotonic() - _last.get("at", float("-inf")) < settings.GPUQ_PLAN_REUSE_SECONDS
+        if _last.get("key") == key and fresh:
+            return _last["plan"]
+    at = time.monotonic()
+    result = _compute(timezone.now())
+    with _reuse_lock:
+        _last.update(key=key, plan=result, at=at)
+    return result
 
 
 def _entry(job: Job, position: int | None, estimate=None):

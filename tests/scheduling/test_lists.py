@@ -178,3 +178,30 @@ def test_what_shows_an_api_key_is_never_compressed(alice):
         "/api/v1/tokens", {"name": "y" * 90}, format="json", HTTP_ACCEPT_ENCODING="gzip"
     )
     assert api.status_code == 201 and "Content-Encoding" not in api
+
+
+def test_reads_reuse_the_last_plan_until_something_changes(
+    alice, node, settings, django_assert_max_num_queries
+):
+    """Twenty open pages cost one planning per change: a read with no new event and no new job since the
+    last plan reuses it; a change (an event, a new job) plans again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.GPUQ_PLAN_REUSE_SECONDS = 3600
+    first = make_job(alice, gpu_count=2, name="first")
+    client = api_for(alice)
+
+    def positions():
+        with CaptureQueriesContext(connection) as queries:
+            body = client.get("/api/v1/queue").json()
+        return [(e["id"], e["position"]) for e in body["pending"]], len(queries)
+
+    planned, planning = positions()
+    assert planned == [(first.pk, 1)]
+    reused, reading = positions()
+    assert reused == planned and reading < planning - 3  # no snapshot read this time
+    second = make_job(alice, gpu_count=2, priority=20, name="second")  # a new job: plan again
+    assert positions()[0] == [(second.pk, 1), (first.pk, 2)]
+    tick()  # starts `second` (an event): plan again
+    assert positions()[0] == [(first.pk, 1)]
