@@ -170,3 +170,28 @@ def templates(state, fields, default, fmt):
       gpuq templates -o name,params_schema.required --format json
     """
     emit(state.api.get("/templates"), fields, default, fmt)
+
+
+@cli.command()
+@click.option("-l", "--limit", type=click.IntRange(min=1), help="At most this many jobs (oldest first).")
+@output_options("id,name,owner,team,gpu_count,cost.estimate,rule,submitted_at")
+@pass_state
+def approvals(state, limit, fields, default, fmt):
+    """Leads and admins: the blocked jobs waiting for your decision (your inbox), oldest first, with
+    the estimated cost and the rule that blocked each. Decide with `gpuq approve` or `gpuq reject`.
+
+    \b
+    Examples:
+      gpuq approvals
+      gpuq approvals -o id,owner,cost.estimate,cost.max_cost --format csv
+      gpuq approve 12 --reason "deadline on Friday"
+    """
+    found, offset = [], 0
+    while limit is None or len(found) < limit:
+        size = 200 if limit is None else min(200, limit - len(found))
+        page = state.api.get("/approvals", limit=size, offset=offset)
+        found += page["results"]
+        offset += len(page["results"])
+        if not page["results"] or not page.get("next"):
+            break
+    emit(found, fields, default, fmt)

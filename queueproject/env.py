@@ -95,3 +95,16 @@ def env_rate(name: str, default: str) -> str | None:
             f"{name}={raw!r}: expected N/period, e.g. 60/min (period s, min, hour or day), or empty for no limit"
         ) from None
     return raw
+
+
+def env_networks(name: str, default: list[str]) -> list:
+    """Comma-separated addresses or CIDR networks (`10.0.0.0/8,::1`), as `ipaddress` networks."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an address or a CIDR network") from None
+    return networks

@@ -13,6 +13,7 @@ from queueproject.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_proxy_ssl_header,
     env_rate,
     env_str,
@@ -91,6 +92,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Compresses pages, fragments and the API, except responses marked as carrying a secret (BREACH).
     "queueproject.compression.GZipMiddleware",
+    "queueproject.unavailable.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -134,7 +136,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers work while one writer writes; IMMEDIATE takes the write lock at BEGIN so two
     # writers queue on the busy timeout instead of failing with "database is locked" mid-transaction.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
+        "timeout": env_float("GPUQ_SQLITE_TIMEOUT_SECONDS", 20.0, minimum=0.1),
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
@@ -223,6 +225,12 @@ GPUQ_CHECKPOINT_ROOT = Path(env_str("GPUQ_CHECKPOINT_ROOT", str(_JOB_BASE / "che
 GPUQ_RUN_AS = env_str("GPUQ_RUN_AS", "auto").strip().lower()
 GPUQ_RUN_AS_ACCOUNT = env_str("GPUQ_RUN_AS_ACCOUNT", "nobody").strip()
 GPUQ_RUN_JOBS_AS_ROOT_UNSAFE = env_bool("GPUQ_RUN_JOBS_AS_ROOT_UNSAFE", False)
+# Logs shipped to the database (scheduling.logship): the last this many bytes of each job are kept there.
+GPUQ_LOG_DB_MAX_BYTES = env_int("GPUQ_LOG_DB_MAX_BYTES", 16 * 1024 * 1024, minimum=64 * 1024)
+# While the database is away the API answers 503 with this Retry-After.
+GPUQ_RETRY_AFTER_SECONDS = env_int("GPUQ_RETRY_AFTER_SECONDS", 5, minimum=1)
+# How long an Idempotency-Key of POST /api/v1/jobs is remembered.
+GPUQ_IDEMPOTENCY_HOURS = env_float("GPUQ_IDEMPOTENCY_HOURS", 24.0, minimum=0.01)
 # Serve /static/ from the app itself (fine for the embedded default; use a web server at scale).
 GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
 # How often a websocket re-reads its user and session, closing when either ended (scheduling.live).
@@ -258,6 +266,11 @@ GPUQ_TOKEN_MAX_DAYS = env_int("GPUQ_TOKEN_MAX_DAYS", 90, minimum=1)
 # Throttles count in Django's cache. The default is per process: with several web processes each counts
 # on its own (limits multiply by the number of processes). Django's RedisCache would need redis-py.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpuq"}}
+
+# --- /metrics (scheduling/metrics.py): a scrape sends `Authorization: Bearer <token>` or comes from an
+# address of the allow-list; anything else is refused (403) ---
+GPUQ_METRICS_TOKEN = env_str("GPUQ_METRICS_TOKEN", "")
+GPUQ_METRICS_ALLOW = env_networks("GPUQ_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
 
 # --- django-q2 ---
 # Each node's executor cluster consumes the queue named after the node (Q_CLUSTER_NAME, set only by the

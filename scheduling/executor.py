@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from scheduling import batching, events, policies, procs, runas
+from scheduling import batching, events, logship, policies, procs, runas
 from scheduling.models import Job, StopRequest
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
@@ -104,6 +104,7 @@ class Execution:
         self.members = list(members)  # a batch: the leader's companions, run by the same process
         self.lease_lost = False
         self.progress = job.progress
+        self.shipper: logship.LogShipper | None = None
         self.account: runas.Account | None = None  # the Unix account the job runs as
 
     def run(self) -> str:
@@ -118,6 +119,8 @@ class Execution:
         # other job can read it.
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         os.fchmod(log_fd, 0o600)
+        # The job's output goes to the database as it is written (the API reads it with no shared disk).
+        self.shipper = logship.LogShipper(log_path, [j.pk for j in batch], job.attempt)
         with open(log_fd, "ab", buffering=0) as log_file:
             try:
                 self.account = runas.job_account(job.owner)
@@ -253,6 +256,7 @@ class Execution:
                     if not self._heartbeat():
                         return self._lose_lease(child)
                     last_contact = now
+                    self.shipper.ship()
             except DatabaseError as error:
                 # Self-fencing: after a whole lease without reaching the database, the reaper may
                 # already have given the job to another attempt, so this one must stop.
@@ -314,6 +318,7 @@ class Execution:
         return Outcome(Status.FAILED, "lease lost")
 
     def _finish(self, outcome: Outcome) -> str:
+        self._flush_log()
         if self.lease_lost:
             return "lease lost"  # someone else owns the job now; this attempt may change nothing
         if self.members:
@@ -339,6 +344,15 @@ class Execution:
             )
             return "lease lost"
         return str(status)
+
+    def _flush_log(self) -> None:
+        """Store the rest of the log before the outcome, so a reader who sees the job finished has it all."""
+        try:
+            if self.shipper is not None:
+                self.shipper.flush()
+                self.shipper.close()
+        except DatabaseError as error:
+            log.warning("job %s: the end of its log is not stored yet (%s)", self.job.pk, error)
 
     def _finish_members(self, outcome: Outcome) -> None:
         """A batch ended: each member by its own result when the batch exited 0 (a cancel asked of a

@@ -353,3 +353,39 @@ class JobUserObjectPermission(UserObjectPermissionBase):
 
 class JobGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Job, on_delete=models.CASCADE)
+
+
+class IdempotencyKey(models.Model):
+    """The `Idempotency-Key` of a submit: a retry of it by the same user returns this job instead of
+    creating another. Written in the job's own transaction; kept GPUQ_IDEMPOTENCY_HOURS."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)  # SHA-256 of the request body: the same key, same body
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} → job {self.job_id}"
+
+
+class LogChunk(models.Model):
+    """A piece of a job's output as its node shipped it (scheduling.logship): the server side's copy of
+    the log, so every node's logs are read with no shared folder. `offset` counts bytes in the job's
+    stored log, across attempts; only the last GPUQ_LOG_DB_MAX_BYTES are kept."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_chunks")
+    attempt = models.PositiveIntegerField()
+    offset = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        # One writer per position: a stale attempt that writes where the current one did is refused.
+        constraints = [models.UniqueConstraint(fields=["job", "offset"], name="log_chunk_position")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} bytes {self.offset}–{self.offset + self.size}"

@@ -1,6 +1,7 @@
 """Scheduling policies stored in the database: the config each type takes, its validation, and the
 planner's `Policies` built from the enabled rows."""
 
+from dataclasses import dataclass
 from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -178,6 +179,38 @@ def to_planner(configs: dict[str, dict]) -> planner.Policies:
     )
 
 
+@dataclass(frozen=True)
+class Cost:
+    """A job's estimated cost as the approval rule prices it: GPUs × hours × price per GPU-hour."""
+
+    gpus: int
+    hours: float
+    price_per_gpu_hour: float
+    total: float
+
+
+def approval_cost(
+    rule: dict,
+    *,
+    gpu_count: int,
+    time_limit_seconds: float | None,
+    gpu_models: list[str],
+    default_runtime: float,
+) -> Cost:
+    """The cost the approval rule `rule` gives a job: the highest price among the GPU models present that
+    a `price_per_gpu_hour` pattern matches (else its `*` price), over its time limit (else the default
+    run time)."""
+    from fnmatch import fnmatchcase
+
+    prices = rule.get("price_per_gpu_hour", {})
+    matching = [
+        price for pattern, price in prices.items() if any(fnmatchcase(m, pattern) for m in gpu_models)
+    ]
+    price = max(matching, default=prices.get("*", 0.0))
+    hours = (time_limit_seconds or default_runtime) / 3600
+    return Cost(gpu_count, hours, price, gpu_count * hours * price)
+
+
 def approval_reason(
     configs: dict[str, dict],
     *,
@@ -188,8 +221,6 @@ def approval_reason(
     default_runtime: float,
 ) -> str | None:
     """Why a new job must be approved before it may run, or None. Admins' jobs never wait for approval."""
-    from fnmatch import fnmatchcase
-
     rule = configs.get(PolicyType.APPROVAL)
     if not rule or level == "admin":
         return None
@@ -198,15 +229,18 @@ def approval_reason(
     if rule.get("max_gpus") is not None and gpu_count > rule["max_gpus"]:
         return f"{gpu_count} GPUs is more than {rule['max_gpus']} without approval"
     if rule.get("max_cost") is not None:
-        prices = rule.get("price_per_gpu_hour", {})
-        matching = [
-            price for pattern, price in prices.items() if any(fnmatchcase(m, pattern) for m in gpu_models)
-        ]
-        price = max(matching, default=prices.get("*", 0.0))
-        hours = (time_limit_seconds or default_runtime) / 3600
-        cost = gpu_count * hours * price
-        if cost > rule["max_cost"]:
-            return f"estimated cost {cost:.2f} ({gpu_count} GPU × {hours:.1f} h × {price:g}) exceeds {rule['max_cost']:g}"
+        cost = approval_cost(
+            rule,
+            gpu_count=gpu_count,
+            time_limit_seconds=time_limit_seconds,
+            gpu_models=gpu_models,
+            default_runtime=default_runtime,
+        )
+        if cost.total > rule["max_cost"]:
+            return (
+                f"estimated cost {cost.total:.2f} ({gpu_count} GPU × {cost.hours:.1f} h × "
+                f"{cost.price_per_gpu_hour:g}) exceeds {rule['max_cost']:g}"
+            )
     return None
 
 

@@ -327,8 +327,15 @@ def job_resume(*, job: Job, user, reason: str = "") -> Job:
     _authorize(user, job, "resume")
     if job.status != Status.PAUSED:
         raise ValidationError({"status": f"only a paused job can be resumed; this one is {job.status}"})
+    # A job paused before its start time waits for it again, as it did before the pause.
+    later = job.start_after is not None and job.start_after > timezone.now()
     return transition(
-        job, Status.PENDING, by=user, reason=reason or f"resumed by {user}", wait_reason="", wait_detail=""
+        job,
+        Status.SCHEDULED if later else Status.PENDING,
+        by=user,
+        reason=reason or f"resumed by {user}",
+        wait_reason="begin_time" if later else "",
+        wait_detail=f"starts after {job.start_after.isoformat()}" if later else "",
     )
 
 

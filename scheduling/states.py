@@ -9,7 +9,7 @@ class Status(models.TextChoices):
     PENDING = "pending", "Pending"  # eligible, waiting for GPUs or a policy
     DISPATCHED = "dispatched", "Dispatched"  # GPUs assigned, handed to an executor
     RUNNING = "running", "Running"
-    PAUSED = "paused", "Paused"  # held; resume returns it to pending
+    PAUSED = "paused", "Paused"  # held; resume returns it to pending (scheduled if its start is later)
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
@@ -34,7 +34,8 @@ ALLOWED: dict[Status, frozenset[Status]] = {
     Status.RUNNING: frozenset(
         {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PENDING, Status.PAUSED, Status.SCHEDULED}
     ),
-    Status.PAUSED: frozenset({Status.PENDING, Status.CANCELLED}),
+    # paused → scheduled: resumed before its start_after; it keeps waiting for it.
+    Status.PAUSED: frozenset({Status.PENDING, Status.SCHEDULED, Status.CANCELLED}),
     Status.COMPLETED: frozenset(),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),

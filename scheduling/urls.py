@@ -11,5 +11,6 @@ urlpatterns = [
     path("gpus/", views.gpus_page, name="gpus"),
     path("me/", views.my_jobs_page, name="me"),
     path("submit/", views.submit_page, name="submit"),
+    path("approvals/", views.approvals_page, name="approvals"),
     path("analytics/", views.analytics_page, name="analytics"),
 ]

@@ -7,8 +7,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -19,9 +21,10 @@ from accounts.permissions import (
     can_act_on_job,
     can_submit,
     can_submit_raw,
+    is_lead_or_admin,
     priority_ceiling,
 )
-from scheduling import analytics, listing, quotas, selectors, services
+from scheduling import analytics, approvals, listing, quotas, selectors, services
 from scheduling.models import Event, JobTemplate, WaitReason
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 from scheduling.transitions import InvalidTransition, TransitionConflict
@@ -143,6 +146,46 @@ def _message(error) -> str:
     if isinstance(error, ValidationError):
         return "; ".join(f"{k}: {', '.join(v)}" for k, v in error.message_dict.items())
     return str(error)
+
+
+APPROVALS_PER_PAGE = 25
+
+
+@login_required
+def approvals_page(request):
+    """Leads and admins: the blocked jobs they may decide on, with cost and rule, and approve or reject
+    buttons (a reason is required to reject) that POST here and go through the API's services."""
+    if not is_lead_or_admin(request.user):
+        raise PermissionDenied("Only leads and admins approve jobs.")
+    number = request.POST.get("page") or request.GET.get("page") or "1"
+    if request.method == "POST":
+        _decide(request)
+        return redirect(f"{reverse('approvals')}?page={number if number.isdigit() else 1}")
+    page = Paginator(approvals.inbox(request.user), APPROVALS_PER_PAGE).get_page(number)
+    return render(
+        request, "scheduling/approvals.html", {"page": page, "entries": approvals.entries(page.object_list)}
+    )
+
+
+def _decide(request) -> None:
+    """Approve or reject the posted job; the outcome is a message on the page. A job the user cannot see
+    is a 404, as in the API; one they see but may not decide on is refused by the service."""
+    job_id, action = request.POST.get("job", ""), request.POST.get("action", "")
+    job = get_object_or_404(selectors.visible_jobs(request.user), pk=int(job_id) if job_id.isdigit() else 0)
+    decide, done = {
+        "approve": (services.job_approve, "approved"),
+        "reject": (services.job_reject, "rejected"),
+    }.get(action, (None, ""))
+    if decide is None:
+        messages.error(request, f"action: {action!r} is not approve or reject")
+        return
+    try:
+        decide(job=job, user=request.user, reason=request.POST.get("reason", "").strip())
+        messages.success(request, f"Job {job.pk} {done}.")
+    except PermissionDenied as error:
+        messages.error(request, f"Job {job.pk}: {error}")
+    except (ValidationError, InvalidTransition, TransitionConflict) as error:
+        messages.error(request, f"Job {job.pk}: {_message(error)}")
 
 
 @login_required

@@ -52,6 +52,7 @@ ROWS = [
     ("POST", "/api/v1/jobs/{job}/priority", {"priority": 1000},   "401 400 404 404 400 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{job}/priority", {"priority": -1000},  "401 200+ 404 404 400 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{job}/share", {"user": "tom"},         "401 200 404 404 403 404 404 200 404"),
+    ("GET", "/api/v1/approvals", None,                            "401 403 403 403 200 200 403 200 403"),
     ("GET", "/api/v1/queue", None,                                "401 200 200 200 200 200 200 200 200"),
     ("GET", "/api/v1/queue/stats", None,                          "401 200 200 200 200 200 200 200 200"),
     ("GET", "/api/v1/queue/me", None,                             "401 200 200 200 200 200 200 200 200"),
@@ -91,6 +92,8 @@ ROWS = [
     ("GET", "/me/", None,                                         "302 200 200 200 200 200 200 200 200"),
     ("GET", "/submit/", None,                                     "302 200 200 200 200 200 403 200 200"),
     ("POST", "/submit/", {"template": "hello"},                   "302 302 302 302 302 302 403 302 302"),
+    ("GET", "/approvals/", None,                                  "302 403 403 403 200 200 403 200 403"),
+    ("POST", "/approvals/", {"job": "{blocked}", "action": "approve"}, "302 403 403 403 302 404 403 302 403"),
     ("GET", "/analytics/", None,                                  "302 200 200 200 200 200 200 200 200"),
     # Their own API tokens (accounts/urls.py): everyone's own; revoking another's deletes nothing.
     ("GET", "/tokens/", None,                                     "302 200 200 200 200 200 200 200 200"),

@@ -1,5 +1,6 @@
-"""Map service errors to HTTP: invalid input 400 (naming the field), forbidden 403, conflict 409, and
-throttled 429 with `Retry-After` and `retry_after` (seconds) in the body."""
+"""Map service errors to HTTP: invalid input 400 (naming the field), forbidden 403, conflict 409, a reused
+Idempotency-Key 422, and throttled 429 with `Retry-After` and `retry_after` (seconds) in the body. Database
+errors are left to queueproject.unavailable (503)."""
 
 import math
 
@@ -9,6 +10,7 @@ from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from scheduling.idempotency import KeyReused
 from scheduling.services import Conflict
 from scheduling.transitions import InvalidTransition, TransitionConflict
 
@@ -21,6 +23,8 @@ def exception_handler(exc, context):
         return Response({"status": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, (TransitionConflict, Conflict)):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, KeyReused):
+        return Response({"Idempotency-Key": [str(exc)]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, Throttled):
         wait = max(1, math.ceil(exc.wait or 1))
         # DRF's detail already says "Expected available in N seconds."; retry_after is for programs.

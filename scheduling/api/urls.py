@@ -6,7 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
 from gpus import api as gpus_api
-from scheduling.api import actions, queue, views
+from scheduling.api import actions, approvals, queue, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("policies", queue.PolicyViewSet, basename="policy")
@@ -22,6 +22,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/reject", actions.JobReject.as_view(), name="api-job-reject"),
     path("jobs/<int:job_id>/priority", actions.JobPriority.as_view(), name="api-job-priority"),
     path("jobs/<int:job_id>/share", actions.JobShare.as_view(), name="api-job-share"),
+    path("approvals", approvals.Approvals.as_view(), name="api-approvals"),
     path("queue", queue.Queue.as_view(), name="api-queue"),
     path("queue/stats", queue.QueueStats.as_view(), name="api-queue-stats"),
     path("queue/me", queue.QueueMe.as_view(), name="api-queue-me"),

@@ -10,7 +10,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.throttling import SubmitThrottle
-from scheduling import listing, logs, selectors, services
+from scheduling import idempotency, listing, logs, selectors, services
 from scheduling.api.paging import CappedLimitOffset
 from scheduling.api.serializers import (
     JobDetailOut,
@@ -50,15 +50,39 @@ class JobListCreate(APIView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOut(page, many=True, context={"request": request}).data)
 
-    @extend_schema(request=JobSubmitIn, responses={201: JobDetailOut})
+    @extend_schema(
+        request=JobSubmitIn,
+        parameters=[
+            OpenApiParameter(
+                idempotency.HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="retry-safe submit: a retry with the same key and body returns the first job "
+                "(200, header Idempotent-Replayed: true); the same key with another body is a 422",
+            )
+        ],
+        responses={201: JobDetailOut, 200: JobDetailOut},
+    )
     def post(self, request):
         data = JobSubmitIn(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.job_submit(user=request.user, **data.validated_data)
+        key = request.headers.get(idempotency.HEADER)
+        if key is None or data.validated_data.get("dry_run"):
+            job, created = services.job_submit(user=request.user, **data.validated_data), True
+        else:
+            job, created = idempotency.submit_once(
+                user=request.user,
+                key=idempotency.check_key(key),
+                body_hash=idempotency.request_hash(request.data),
+                submit=lambda: services.job_submit(user=request.user, **data.validated_data),
+            )
         if isinstance(job, services.DryRun):
             return Response({**dataclasses.asdict(job), "dry_run": True})
         job.refresh_from_db()
-        return Response(JobDetailOut(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        body = JobDetailOut(job, context={"request": request}).data
+        if not created:
+            return Response(body, headers={"Idempotent-Replayed": "true"})
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class JobDetail(APIView):
@@ -88,7 +112,8 @@ class JobLog(APIView):
                 "offset",
                 int,
                 description="follow: the text from this byte on (up to 1 MiB) and `next_offset` to ask "
-                "for next; repeat until `finished` is true and `next_offset` equals `size`",
+                "for next; repeat until `finished` is true and `next_offset` equals `size`. `offset` in "
+                "the answer is where the text starts: later than asked when those bytes are no longer kept",
             ),
         ],
         responses=LogOut,
@@ -100,11 +125,11 @@ class JobLog(APIView):
             if not raw.isdigit():
                 return Response({"offset": ["a byte offset: 0 or more"]}, status=status.HTTP_400_BAD_REQUEST)
             finished = job.status in TERMINAL
-            text, next_offset, size = logs.read_from(job.log_path, int(raw), final=finished)
+            text, start, next_offset, size = logs.read_from(job.pk, int(raw), final=finished)
             return Response(
                 {
                     "job": job.pk,
-                    "offset": min(int(raw), size),
+                    "offset": start,
                     "text": text,
                     "next_offset": next_offset,
                     "size": size,
@@ -114,7 +139,7 @@ class JobLog(APIView):
         raw = request.query_params.get("lines", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= 10000:
             return Response({"lines": ["a whole number from 1 to 10000"]}, status=status.HTTP_400_BAD_REQUEST)
-        lines, truncated = logs.tail(job.log_path, int(raw))
+        lines, truncated = logs.tail(job.pk, int(raw))
         return Response({"job": job.pk, "lines": lines, "truncated": truncated})
 
 

@@ -2,6 +2,8 @@
 
 from django import template
 
+from accounts.permissions import is_lead_or_admin
+
 register = template.Library()
 
 TIERS = ((30, "urgent"), (20, "high"), (10, "normal"), (0, "low"))
@@ -28,3 +30,9 @@ def hours(seconds) -> str:
 @register.filter
 def mul(value, factor) -> float:
     return (value or 0) * float(factor)
+
+
+@register.filter
+def approves(user) -> bool:
+    """Leads and admins approve jobs: the header links the approvals inbox for them only."""
+    return is_lead_or_admin(user)

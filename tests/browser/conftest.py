@@ -23,6 +23,7 @@ class Gpuq:
     base: str
     password: str
     api: httpx.Client
+    data: Path  # its data folder (its SQLite database)
 
     def submit(self, **body) -> dict:
         response = self.api.post("/api/v1/jobs", json=body)
@@ -40,11 +41,12 @@ def gpuq():
         GPUQ_NODE_NAME="browser",
         GPUQ_HEARTBEAT_SECONDS="0.2",
         GPUQ_WS_RECHECK_SECONDS="0.5",  # a page whose user logged out leaves soon
+        GPUQ_LOG_DB_MAX_BYTES="65536",  # the least: a long log's head is dropped (test_job_log)
     )
     try:
         wait_serving(base)
         api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=10)
-        yield Gpuq(base, password, api)
+        yield Gpuq(base, password, api, data)
     finally:
         stop(serve, signal.SIGINT, timeout=30)
         shutil.rmtree(data, ignore_errors=True)

@@ -42,10 +42,21 @@ def api(gpuq, user="root") -> httpx.Client:
 
 def test_every_command_has_help_with_examples(gpuq):
     listing = gpuq.ok("--help", user=None)
-    commands = [line.split()[0] for line in listing.split("Commands:")[1].strip().splitlines()[:18]]
-    assert {"login", "submit", "queue", "show", "logs", "cancel", "nodes", "gpus", "quota", "stats"} <= set(
-        commands
-    )
+    table = listing.split("Commands:")[1].strip().split("\n\n")[0]  # up to the exit codes
+    commands = [line.split()[0] for line in table.splitlines()]
+    assert {
+        "login",
+        "submit",
+        "queue",
+        "show",
+        "logs",
+        "cancel",
+        "nodes",
+        "gpus",
+        "quota",
+        "stats",
+        "approvals",
+    } <= set(commands)
     assert "Exit codes" in listing
     for command in commands:
         assert "Example" in gpuq.ok(command, "--help", user=None), command
@@ -284,8 +295,8 @@ def test_priority_pause_and_resume(gpuq):
     assert raised.returncode == 1 and "priority" in raised.stderr
     assert gpuq.ok("priority", job, "--", -5) == f"job {job}: priority -5\n"
     assert gpuq.ok("pause", job, "--reason", "not now") == f"job {job}: paused\n"
-    # Back in the queue as pending (from where, today, it starts without waiting for its --after).
-    assert gpuq.ok("resume", job) == f"job {job}: pending\n"
+    # Back to waiting for its --after, as before the pause.
+    assert gpuq.ok("resume", job) == f"job {job}: scheduled\n"
 
 
 def test_approve_and_reject(gpuq):
@@ -295,6 +306,10 @@ def test_approve_and_reject(gpuq):
     try:
         first, second = held(gpuq), held(gpuq)
         assert show(gpuq, first)["status"] == "blocked"
+        inbox = gpuq.json("approvals", "-o", "id,owner,rule", user="root")
+        assert [row["id"] for row in inbox] == [first, second] and inbox[0]["owner"] == "alice"
+        assert "researcher" in inbox[0]["rule"]
+        assert gpuq.run("approvals").returncode == 1  # a researcher has no inbox: 403
         own = gpuq.run("approve", first)
         assert own.returncode == 1 and "403" in own.stderr
         assert gpuq.run("reject", second, user="root").returncode == 2  # --reason is required

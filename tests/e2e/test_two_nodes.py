@@ -4,9 +4,12 @@ says (labels, model pattern, memory, target), and when one node is killed its jo
 import os
 import signal
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
+from accounts.models import ApiToken
 from gpus.models import Allocation, Node, NodeStatus
 from scheduling import procs
 from scheduling.models import Job
@@ -118,3 +121,70 @@ def test_a_killed_node_goes_offline_and_its_job_finishes_on_the_other(root, star
     assert f"attempt 2 {tmp_path / 'second' / 'jobs' / str(job_id)}" in log
     assert not os.path.exists(f"/proc/{job.pid}") if job.pid else True
     assert not Allocation.objects.active().exists()
+
+
+def test_the_api_reads_and_follows_the_log_of_a_job_on_the_other_node_with_no_shared_folder(
+    root, start_node, web, tmp_path
+):
+    """The job runs on `far`, whose data folder the web process does not share (its own data folder), and
+    which is moved away once the job runs, so no process can read the log file at its path: the API still
+    returns its tail and follows it by offset while it runs, from what the node shipped."""
+    start_node("near", data_dir=tmp_path / "near", labels="zone=near", GPUQ_NODE_LOCAL=1)
+    start_node("far", data_dir=tmp_path / "far", labels="zone=far")
+    go = tmp_path / "go"
+    code = (
+        "import os, time\n"
+        "for i in range(5): print('tick', i, flush=True)\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+        "print('after go é→', flush=True)\n"
+    )
+    _, key = ApiToken.issue(user=root)
+    api = httpx.Client(base_url=web, headers={"Authorization": f"Token {key}"}, timeout=30)
+    submitted = api.post(
+        "/api/v1/jobs", json={"argv": [JOB_PYTHON, "-c", code], "node_labels": {"zone": "far"}}
+    )
+    assert submitted.status_code == 201, submitted.text
+    job_id = submitted.json()["id"]
+    job = wait_for(
+        lambda: Job.objects.filter(pk=job_id, status=Status.RUNNING, pid__isnull=False).first(),
+        timeout=30,
+        message="the job to run on the far node",
+    )
+    assert job.node.name == "far" and job.log_path.startswith(str(tmp_path / "far"))
+    os.rename(tmp_path / "far", tmp_path / "far-elsewhere")
+    assert not os.path.exists(job.log_path)
+
+    def tail():
+        return api.get(f"/api/v1/jobs/{job_id}/log?lines=3").json()["lines"]
+
+    wait_for(
+        lambda: tail() == ["tick 2", "tick 3", "tick 4"],
+        timeout=30,
+        interval=0.2,  # a client's pace, well under the API's rate limit
+        message="the tail of the running job",
+    )
+    follower = {"text": "", "offset": 0, "reads_while_running": 0}
+
+    def follow() -> bool:
+        """One read of a follower (log.js does this every second): True once everything is read."""
+        body = api.get(f"/api/v1/jobs/{job_id}/log?offset={follower['offset']}").json()
+        assert body["offset"] == follower["offset"]
+        follower["text"] += body["text"]
+        follower["offset"] = body["next_offset"]
+        if not body["finished"]:
+            follower["reads_while_running"] += 1
+            if "tick 4" in follower["text"]:
+                go.touch()  # followed while running; now let it finish
+        return body["finished"] and body["next_offset"] == body["size"]
+
+    wait_for(follow, timeout=60, interval=0.2, message="the follower to read the whole log")
+    text, reads_while_running = follower["text"], follower["reads_while_running"]
+    assert reads_while_running >= 1
+    moved = Path(job.log_path.replace(str(tmp_path / "far"), str(tmp_path / "far-elsewhere")))
+    assert text == moved.read_text()  # each byte once, in order, the whole log
+    assert (
+        "tick 0\n" in text
+        and "after go é→\n" in text
+        and text.endswith("=== gpuq: completed (exit code 0) ===\n")
+    )
+    assert Job.objects.get(pk=job_id).status == Status.COMPLETED

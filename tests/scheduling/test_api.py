@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from scheduling.environment import absolute_program
+from scheduling.logship import LogShipper
 from scheduling.models import Job, JobTemplate
 from scheduling.states import Status
 from scheduling.tick import tick
@@ -178,8 +179,10 @@ def test_cancelling_a_finished_job_is_a_400(alice):
 
 def test_the_log_tail(alice, tmp_path):
     path = tmp_path / "job.log"
+    job = make_job(alice)
+    shipper = LogShipper(path, [job.pk], attempt=1)
     path.write_text("".join(f"line {i}\n" for i in range(500)))
-    job = make_job(alice, log_path=str(path))
+    shipper.flush()
     body = api_for(alice).get(f"/api/v1/jobs/{job.pk}/log?lines=3").json()
     assert body == {"job": job.pk, "lines": ["line 497", "line 498", "line 499"], "truncated": True}
     assert api_for(alice).get(f"/api/v1/jobs/{job.pk}/log?lines=0").status_code == 400
@@ -187,10 +190,12 @@ def test_the_log_tail(alice, tmp_path):
 
 def test_following_the_log_by_offset_returns_each_byte_once_and_whole_characters(alice, bob, tmp_path):
     path = tmp_path / "job.log"
-    job = make_job(alice, log_path=str(path), status=Status.RUNNING)
+    job = make_job(alice, status=Status.RUNNING)
     api = api_for(alice)
+    shipper = LogShipper(path, [job.pk], attempt=1)
 
     def follow(offset):
+        shipper.flush()  # what the node's executor does after each heartbeat
         return api.get(f"/api/v1/jobs/{job.pk}/log?offset={offset}").json()
 
     assert follow(0) == {

@@ -396,6 +396,17 @@ def test_pausing_a_pending_job_holds_it(alice, root, node, raw):
     assert api_for(alice).post(f"/api/v1/jobs/{job.pk}/pause").status_code == 400
 
 
+def test_pausing_and_resuming_a_scheduled_job_keeps_its_start_time(alice, node, raw):
+    later = timezone.now() + timedelta(hours=2)
+    job = submit(alice, start_after=later)
+    assert status_of(job) == Status.SCHEDULED
+    assert api_for(alice).post(f"/api/v1/jobs/{job.pk}/pause").status_code == 200
+    assert api_for(alice).post(f"/api/v1/jobs/{job.pk}/resume").status_code == 200
+    tick()
+    job.refresh_from_db()
+    assert job.status == Status.SCHEDULED and job.wait_reason == "begin_time"  # not started before its time
+
+
 def test_a_paused_queue_starts_nothing_until_resumed(alice, root, node, raw):
     assert api_for(alice).post("/api/v1/queue/pause").status_code == 403
     assert api_for(root).post("/api/v1/queue/pause", {"reason": "maintenance"}).status_code == 204

@@ -19,6 +19,7 @@ from gpus.services import (
 from queueproject.hardening import tighten_data_modes
 from scheduling import procs, runas, supervise
 from scheduling.reaper import reap, reconcile_node
+from scheduling.taskqueue import prune_finished_tasks
 from scheduling.tick import tick
 
 log = logging.getLogger("gpuq.node")
@@ -77,6 +78,7 @@ class Command(BaseCommand):
                     node_heartbeat(node=node)
                     nodes_mark_offline()
                     reap()
+                    prune_finished_tasks()
                     tick()
                 except Exception:
                     log.exception("node %s: periodic step failed; retrying next period", name)

@@ -1,0 +1,171 @@
+"""A real gpuq_web whose database goes away or cannot lock in time: the API answers a JSON 503 with Retry-After and pages a plain
+503, then it serves again when the database is back; a submit retried with its Idempotency-Key after the
+client saw an error creates one job."""
+
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+
+from accounts.models import ApiToken
+from scheduling.models import Job
+from tests.conftest import child_env
+from tests.e2e.conftest import free_port, login, stop, wait_serving
+from tests.proxy import Proxy
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+
+class Database:
+    """The test database as a gpuq process reaches it, and a way to make it go away and come back.
+    PostgreSQL: through a TCP proxy that is cut (connections closed, new ones refused). SQLite: the file
+    is moved aside and a folder takes its name (every new connection fails to open it)."""
+
+    def __init__(self):
+        db = connection.settings_dict
+        if connection.vendor == "sqlite":
+            self.path = Path(db["NAME"]).resolve()
+            self.url = f"sqlite:///{self.path}"
+            self.proxy = None
+        else:
+            self.proxy = Proxy(db["HOST"] or "localhost", int(db["PORT"] or 5432))
+            self.url = (
+                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@127.0.0.1:{self.proxy.port}/{db['NAME']}"
+            )
+
+    @contextlib.contextmanager
+    def away(self):
+        if self.proxy:
+            self.proxy.cut()
+        else:
+            self.path.rename(self.path.with_suffix(".away"))
+            self.path.mkdir()
+        try:
+            yield
+        finally:
+            if self.proxy:
+                self.proxy.restore()
+            else:
+                self.path.rmdir()
+                self.path.with_suffix(".away").rename(self.path)
+
+    def close(self):
+        if self.proxy:
+            self.proxy.close()
+
+
+@pytest.fixture
+def database():
+    db = Database()
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def web_on(tmp_path):
+    """Start gpuq_web with a given DATABASE_URL (and more environment); stopped afterwards."""
+    started = []
+
+    def start(database_url: str, **env) -> str:
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_web", "--port", str(port)],
+            env={
+                **child_env(GPUQ_DATA_DIR=tmp_path, GPUQ_LOG_LEVEL="ERROR", **env),
+                "DATABASE_URL": database_url,
+            },
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(server)
+        base = f"http://127.0.0.1:{port}"
+        wait_serving(base)
+        return base
+
+    yield start
+    for server in started:
+        stop(server)
+
+
+def submit(api: httpx.Client, **headers) -> httpx.Response:
+    return api.post("/api/v1/jobs", json={"argv": ["true"], "name": "blip"}, headers=headers)
+
+
+def test_the_api_answers_json_503_with_retry_after_while_the_database_is_away(root, node, database, web_on):
+    base = web_on(database.url, GPUQ_RETRY_AFTER_SECONDS=7)
+    _, key = ApiToken.issue(user=root)
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Token {key}"}, timeout=30)
+    page = login(base, "root", "pw-root-long")
+    assert submit(api).status_code == 201
+
+    with database.away():
+        for response in (submit(api), api.get("/api/v1/jobs"), api.get("/api/v1/queue")):
+            assert response.status_code == 503, response.text[:300]
+            assert response.headers["content-type"] == "application/json"
+            assert response.headers["retry-after"] == "7"
+            body = response.json()
+            assert "database is unavailable" in body["detail"] and body["retry_after"] == 7
+        queue_page = page.get("/")
+        assert queue_page.status_code == 503 and queue_page.headers["retry-after"] == "7"
+        assert "text/html" in queue_page.headers["content-type"]
+        assert "Service unavailable" in queue_page.text
+
+    assert submit(api).status_code == 201
+    assert page.get("/").status_code == 200
+    assert Job.objects.filter(name="blip").count() == 2
+
+
+def test_a_write_that_waits_past_the_lock_timeout_is_a_503(root, node, database, web_on):
+    """The database answers but a write cannot get its lock in time: SQLite's "database is locked" after
+    its busy timeout, PostgreSQL's lock timeout. Both are a 503 with Retry-After, and the next try works."""
+    base = web_on(database.url, GPUQ_SQLITE_TIMEOUT_SECONDS=0.5, PGOPTIONS="-c lock_timeout=500")
+    _, key = ApiToken.issue(user=root)
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Token {key}"}, timeout=30)
+    with transaction.atomic():  # SQLite: BEGIN IMMEDIATE takes the database's write lock
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE scheduling_job IN ACCESS EXCLUSIVE MODE")
+        locked = submit(api)
+    assert locked.status_code == 503, locked.text[:300]
+    assert locked.headers["retry-after"] == "5" and locked.json()["retry_after"] == 5
+    assert submit(api).status_code == 201
+
+
+def test_a_submit_retried_after_the_commit_with_its_key_creates_one_job(root, node, database, web_on):
+    """The server commits the job and the client sees an error instead of the reply: the reply is lost on
+    the way (any database), or the database link drops right after the commit so the server answers 503
+    (PostgreSQL: the proxy cuts once the server has answered the COMMIT). The client retries with the same
+    Idempotency-Key and gets the job that exists."""
+    base = web_on(database.url)
+    front = Proxy("127.0.0.1", int(base.rsplit(":", 1)[1]))  # between the client and gpuq_web
+    try:
+        _, key = ApiToken.issue(user=root)
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{front.port}", headers={"Authorization": f"Token {key}"}, timeout=30
+        )
+        front.drop_next_reply = True
+        with pytest.raises(httpx.TransportError):
+            submit(api, **{"Idempotency-Key": "lost-reply"})
+        first = Job.objects.get(name="blip")  # the work was done
+        retried = submit(api, **{"Idempotency-Key": "lost-reply"})
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["id"] == first.pk and retried.headers["idempotent-replayed"] == "true"
+        assert Job.objects.filter(name="blip").count() == 1
+
+        if database.proxy is not None:
+            database.proxy.cut_after = b"COMMIT"
+            dropped = submit(api, **{"Idempotency-Key": "dropped-after-commit"})
+            assert dropped.status_code == 503, dropped.text
+            database.proxy.restore()
+            second = Job.objects.exclude(pk=first.pk).get(name="blip")  # committed before the drop
+            retried = submit(api, **{"Idempotency-Key": "dropped-after-commit"})
+            assert retried.status_code == 200 and retried.json()["id"] == second.pk, retried.text
+            assert Job.objects.filter(name="blip").count() == 2
+    finally:
+        front.close()
