@@ -84,6 +84,8 @@ def measure(client, path: str, repeat: int, change: bool = False) -> dict:
         times.append(time.perf_counter() - started)
         assert response.status_code == 200, (path, response.status_code)
     raw = len(response.content)
+    if change:
+        events.emit_queue(0)
     with CaptureQueriesContext(connection) as queries:
         zipped = client.get(path, HTTP_ACCEPT_ENCODING="gzip")
     assert zipped.get("Content-Encoding") == "gzip"

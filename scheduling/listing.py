@@ -92,7 +92,8 @@ class Filters:
         if self.q:
             text = Q(name__icontains=self.q) | Q(owner__username__icontains=self.q)
             number = self.q.removeprefix("#")
-            jobs = jobs.filter(text | Q(pk=int(number)) if number.isdigit() else text)
+            is_id = number.isdigit() and len(number) <= 18  # within a bigint
+            jobs = jobs.filter(text | Q(pk=int(number)) if is_id else text)
         return jobs
 
     def ordered(self, jobs: QuerySet[Job], default: tuple[str, ...]) -> QuerySet[Job]:

@@ -55,6 +55,7 @@ def test_the_queue_page_searches_by_id_name_and_owner(alice, bob):
     assert rows(browse(alice, "/?q=resnet"), "pending") == [mine.pk]
     assert rows(browse(alice, f"/?q=%23{theirs.pk}"), "pending") == [theirs.pk]
     assert rows(browse(alice, "/?q=BOB"), "pending") == [theirs.pk]
+    assert rows(browse(alice, "/?q=" + "9" * 30), "pending") == []  # not an id: no overflow, no match
 
 
 def test_the_queue_page_filters_by_status_owner_team_reason_and_template(alice, bob, team):
