@@ -39,8 +39,8 @@ def _window(params) -> tuple[int, int]:
     """`offset` and `limit` of a queue list: limit 500 by default and at most GPUQ_MAX_PAGE_SIZE."""
     cap = settings.GPUQ_MAX_PAGE_SIZE
     raw_limit, raw_offset = params.get("limit", str(cap)), params.get("offset", "0")
-    if not raw_limit.isdigit() or int(raw_limit) < 1:
-        raise listing.BadFilter("limit", f"a whole number from 1 to {cap}")
+    if not raw_limit.isdigit():
+        raise listing.BadFilter("limit", f"a whole number from 0 to {cap}")
     if not raw_offset.isdigit():
         raise listing.BadFilter("offset", "a whole number, 0 or more")
     return int(raw_offset), min(int(raw_limit), cap)

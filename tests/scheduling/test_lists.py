@@ -140,7 +140,8 @@ def test_the_queue_api_pages_and_caps_the_pending_list(alice, small_pages):
     second = client.get("/api/v1/queue?limit=4&offset=8").json()
     assert [e["id"] for e in second["pending"]] == [j.pk for j in jobs[8:]]
     assert [e["position"] for e in second["pending"]] == [9, 10]
-    assert client.get("/api/v1/queue?limit=0").json() == {"limit": ["a whole number from 1 to 8"]}
+    assert client.get("/api/v1/queue?limit=-1").json() == {"limit": ["a whole number from 0 to 8"]}
+    assert client.get("/api/v1/queue?limit=0").json()["pending"] == []
     me = client.get("/api/v1/queue/me").json()
     assert me["pending_count"] == 10 and len(me["pending_jobs"]) == 8 and me["best_position"] == 1
 
