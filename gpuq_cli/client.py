@@ -99,22 +99,37 @@ class Api:
     def get(self, path: str, **params):
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
-    def post(self, path: str, body: dict | None = None):
-        return self.request("POST", path, json=body if body is not None else {})
+    def post(self, path: str, body: dict | None = None, *, idempotency_key: str | None = None):
+        """With `idempotency_key` the server makes one job however often the request is retried, so
+        a POST that met a dropped connection or a 503 is sent again (the README: Idempotency-Key)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request(
+            "POST", path, json=body if body is not None else {}, headers=headers, safe=bool(idempotency_key)
+        )
 
     def delete(self, path: str):
         return self.request("DELETE", path)
 
-    def request(self, method: str, path: str, **kwargs):
+    def request(self, method: str, path: str, *, safe: bool | None = None, **kwargs):
+        """Send once, and again (at most RETRIES times) after a 429, a 503 (the database is away) or, for
+        requests safe to repeat (GET, or a POST with an idempotency key), a dropped connection."""
+        safe = method == "GET" if safe is None else safe
         for attempt in range(RETRIES + 1):
+            last = attempt == RETRIES
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as error:
-                raise Failure(f"cannot reach {self.url}: {error}", UNREACHABLE) from None
-            if response.status_code == 429 and attempt < RETRIES:
+                if not safe or last:
+                    raise Failure(f"cannot reach {self.url}: {error}", UNREACHABLE) from None
+                click.echo(f"gpuq: {error}; retrying in {2**attempt} s", err=True)
+                time.sleep(2**attempt)
+                continue
+            retryable = response.status_code == 429 or (response.status_code == 503 and safe)
+            if retryable and not last:
                 wait = _retry_after(response)
                 if wait <= LONGEST_WAIT:
-                    click.echo(f"gpuq: rate limited (429), retrying in {wait:g} s", err=True)
+                    why = "rate limited" if response.status_code == 429 else "server unavailable"
+                    click.echo(f"gpuq: {why} ({response.status_code}), retrying in {wait:g} s", err=True)
                     time.sleep(wait)
                     continue
             return self._decode(response)

@@ -2,6 +2,7 @@
 POST /api/v1/jobs as a flag; `--dry-run` asks where it would go, `--wait` follows it to its end."""
 
 import json
+import uuid
 
 import click
 
@@ -110,7 +111,8 @@ def submit(ctx, template, **options):
         raise click.UsageError("-p goes with a TEMPLATE; a command after `--` takes its own arguments")
     body = submission(template, argv, options)
     state = ctx.ensure_object(State)
-    made = state.api.post("/jobs", body)
+    # One key per command: a retry after a dropped connection or a 503 never makes a second job.
+    made = state.api.post("/jobs", body, idempotency_key=None if body.get("dry_run") else uuid.uuid4().hex)
     if options["dry_run"]:
         _print_dry_run(made, options["fmt"])
         return

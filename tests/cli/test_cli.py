@@ -16,6 +16,7 @@ from django.conf import settings
 
 from tests.conftest import JOB_PYTHON, job_writable, traversable_dir, wait_for
 from tests.e2e.conftest import free_port
+from tests.proxy import Proxy
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db]  # see conftest: the database, no wrapping
 
@@ -136,6 +137,40 @@ def test_exit_codes_for_usage_refusals_bad_tokens_and_server_errors(gpuq):
     finally:
         broken.shutdown()
     assert failed.returncode == 3 and "500" in failed.stderr
+
+
+def test_a_submit_whose_answer_was_lost_is_sent_again_and_makes_one_job(gpuq):
+    """The server made the job but the answer never came back (the connection dropped): the CLI sends
+    the same request again with the same Idempotency-Key and gets that job, not a second one."""
+    port = int(gpuq.base.rsplit(":", 1)[1])
+    proxy = Proxy("127.0.0.1", port)
+    proxy.cut_after, proxy.lose_answer = b"POST /api/v1/jobs", True
+
+    def come_back():  # once the answer has been lost, the server is reachable again
+        wait_for(lambda: proxy.listener is None, timeout=60, message="the proxy to cut the answer")
+
+        def restored():
+            try:
+                proxy.restore()
+            except OSError:  # the port's last connections are still closing
+                return False
+            return True
+
+        wait_for(restored, timeout=30, message="the proxy to listen again")
+
+    helper = threading.Thread(target=come_back, daemon=True)
+    helper.start()
+    try:
+        done = gpuq.run(
+            "submit", "-q", *echo("once"), "--name", "lost-answer", GPUQ_URL=f"http://127.0.0.1:{proxy.port}"
+        )
+    finally:
+        helper.join(timeout=60)
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    assert "retrying" in done.stderr
+    made = [j for j in gpuq.json("queue", "-a", "-o", "id,name") if j["name"] == "lost-answer"]
+    assert [j["id"] for j in made] == [int(done.stdout)]
 
 
 def test_submit_a_template_with_typed_params_then_show_and_read_its_log(gpuq):
