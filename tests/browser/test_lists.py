@@ -58,7 +58,7 @@ def test_the_queue_pages_searches_and_filters(page, waiting, width):
     page.click("#filters button[type=submit]")
     page.wait_for_url("**sort=newest")
     assert pending_names(page)[0] == f"#{jobs[-1]['id']} {prefix}-6"
-    screenshot(page, f"queue-filtered-{width}")
+    screenshot(page, "queue-filtered")
 
     page.fill("#filters input[name=owner]", "nobody-at-all")
     page.click("#filters button[type=submit]")
@@ -79,7 +79,7 @@ def test_my_jobs_page_searches_filters_and_pages(page, waiting, width):
     page.click("#filters button[type=submit]")
     page.wait_for_selector("text=None of your jobs matches.")
     assert f"q={prefix}" in page.url
-    screenshot(page, f"me-filtered-{width}")
+    screenshot(page, "me-filtered")
 
 
 def test_a_live_change_replaces_only_its_row_keeps_focus_and_is_announced(page, gpuq, waiting):
