@@ -92,6 +92,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Compresses pages, fragments and the API, except responses marked as carrying a secret (BREACH).
+    "queueproject.compression.GZipMiddleware",
     "queueproject.unavailable.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -190,8 +192,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_PAGINATION_CLASS": "scheduling.api.paging.CappedLimitOffset",
+    "PAGE_SIZE": env_int("GPUQ_PAGE_SIZE", 50, minimum=1),
     "EXCEPTION_HANDLER": "scheduling.api.errors.exception_handler",
     # Rates come from GPUQ_THROTTLE_* below; each class reads its own setting (accounts/throttling.py).
     # Anonymous requests are counted by AnonymousRateLimit above; submissions by SubmitThrottle.
@@ -279,6 +281,11 @@ GPUQ_INVENTORY_REFRESH_SECONDS = env_float("GPUQ_INVENTORY_REFRESH_SECONDS", 30.
 GPUQ_CANCEL_POLL_SECONDS = env_float("GPUQ_CANCEL_POLL_SECONDS", 0.25, minimum=0.01)
 GPUQ_DEFAULT_RUNTIME_SECONDS = env_float("GPUQ_DEFAULT_RUNTIME_SECONDS", 3600.0, minimum=1)
 GPUQ_ESTIMATE_DEPTH = env_int("GPUQ_ESTIMATE_DEPTH", 100, minimum=1)
+# Lists (pages and API): rows per page by default, and the most one request may ask for (`size`, `limit`).
+GPUQ_PAGE_SIZE = env_int("GPUQ_PAGE_SIZE", 50, minimum=1)
+# Reads of the queue reuse their process's last plan while no event and no job is new, this long at most.
+GPUQ_PLAN_REUSE_SECONDS = env_float("GPUQ_PLAN_REUSE_SECONDS", 5.0)
+GPUQ_MAX_PAGE_SIZE = max(env_int("GPUQ_MAX_PAGE_SIZE", 500, minimum=1), GPUQ_PAGE_SIZE)
 GPUQ_DEFAULT_MAX_ATTEMPTS = env_int("GPUQ_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
 GPUQ_JOB_ENV_PASSTHROUGH = env_list(
     "GPUQ_JOB_ENV_PASSTHROUGH", ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]

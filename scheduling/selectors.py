@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from accounts import permissions
@@ -216,30 +216,16 @@ HELD = (Status.SCHEDULED, Status.BLOCKED, Status.PAUSED)
 
 
 def queue(now: datetime | None = None) -> QueueView:
-    from scheduling.estimates import estimate_starts
+    """The whole queue, unfiltered and unpaged (the admin's queue; pages and the API read one page of it
+    through scheduling.listing)."""
+    from scheduling import listing
 
-    now = now or timezone.now()
-    jobs = Job.objects.select_related("owner", "node", "team")
-    active = list(jobs.filter(status__in=HOLDS_GPUS).order_by("started_at", "id"))
-    snap = snapshot(now)
-    ordered = planner.queue_order(snap, now)
-    estimates = estimate_starts(snap, now)
-    by_id = jobs.in_bulk([j.id for j in ordered])
-    held = list(
-        jobs.filter(Q(status__in=HELD) | Q(~batching.planned(), status=Status.PENDING)).order_by(
-            "start_after", "submitted_at", "id"
-        )
-    )
+    everything = listing.Filters()
+    the_plan = listing.plan(now)
     return QueueView(
-        running=[QueueEntry(job, None) for job in active],
-        pending=[
-            QueueEntry(by_id[j.id], position, *_range(estimates.get(j.id)))
-            for position, j in enumerate(ordered, start=1)
-            if j.id in by_id
-        ],
-        held=[
-            QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in held
-        ],
+        running=listing.running(everything),
+        pending=listing.pending_entries(listing.pending_ids(everything, the_plan), the_plan),
+        held=listing.held_entries(listing.held_jobs(everything)),
     )
 
 

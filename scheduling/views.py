@@ -3,6 +3,7 @@ their body as a fragment too (`?fragment=1`), which static/gpuq/live.js refetche
 
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,6 +15,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from accounts.models import Team
 from accounts.permissions import (
     actable_job_ids,
     can_act_on_job,
@@ -22,9 +24,9 @@ from accounts.permissions import (
     is_lead_or_admin,
     priority_ceiling,
 )
-from scheduling import analytics, approvals, quotas, selectors, services
-from scheduling.models import Event, JobTemplate
-from scheduling.states import TERMINAL
+from scheduling import analytics, approvals, listing, quotas, selectors, services
+from scheduling.models import Event, JobTemplate, WaitReason
+from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 from scheduling.transitions import InvalidTransition, TransitionConflict
 
 
@@ -38,14 +40,58 @@ def _live(request, page: str, fragment: str, context: dict):
     return render(request, page, {**context, "last_event": last})
 
 
+def _list_state(request):
+    """The filters and page size a list page was asked for; a bad value is shown as an error and ignored."""
+    try:
+        return listing.Filters.parse(request.GET), listing.page_size(request.GET), {}
+    except listing.BadFilter as error:
+        return listing.Filters(), settings.GPUQ_PAGE_SIZE, {error.field: error.message}
+
+
+def _query(request, *drop: str) -> str:
+    """The page's query string without `drop` (and never `fragment`): links keep the filter state."""
+    params = request.GET.copy()
+    for name in ("fragment", *drop):
+        params.pop(name, None)
+    return params.urlencode()
+
+
+def _list_context(request, filters, errors) -> dict:
+    return {
+        "filters": filters,
+        "errors": errors,
+        "sorts": list(listing.SORTS),
+        "statuses": Status.choices,
+        "reasons": WaitReason.choices[1:],
+        "templates": list(JobTemplate.objects.order_by("name").values_list("name", flat=True)),
+        "teams": list(Team.objects.order_by("name").values_list("name", flat=True)),
+        "query": _query(request),
+    }
+
+
 @login_required
 def queue_page(request):
-    view = selectors.queue()
-    jobs = [e.job for e in (*view.running, *view.pending, *view.held)]
+    """The queue: running jobs, then one page of waiting jobs and one of held jobs (`page`, `held`),
+    filtered, searched and sorted in the database (listing.Filters)."""
+    filters, size, errors = _list_state(request)
+    the_plan = listing.plan()
+    running = listing.running(filters) if listing.shows(filters, HOLDS_GPUS) else []
+    pending_ids = listing.pending_ids(filters, the_plan) if listing.shows(filters, [Status.PENDING]) else []
+    pending = listing.paginate(pending_ids, request.GET.get("page"), size)
+    pending.object_list = listing.pending_entries(list(pending.object_list), the_plan)
+    held_jobs = listing.held_jobs(filters) if listing.shows(filters, (*listing.HELD, Status.PENDING)) else []
+    held = listing.paginate(held_jobs, request.GET.get("held"), size)
+    held.object_list = listing.held_entries(held.object_list)
+    jobs = [e.job for e in (*running, *pending.object_list, *held.object_list)]
     context = {
-        "running": view.running,
-        "pending": view.pending,
-        "held": view.held,
+        **_list_context(request, filters, errors),
+        "running": running,
+        "pending": pending.object_list,
+        "pending_page": pending,
+        "held": held.object_list,
+        "held_page": held,
+        "page_query": _query(request, "page"),
+        "held_query": _query(request, "held"),
         "stats": selectors.queue_stats(),
         # Everyone sees the queue; a job's own page is linked only for those who may read it.
         "visible": set(
@@ -151,11 +197,15 @@ def gpus_page(request):
 
 @login_required
 def my_jobs_page(request):
-    jobs = list(
-        selectors.visible_jobs(request.user).filter(owner=request.user).order_by("-submitted_at")[:100]
-    )
+    """The user's jobs, paged, filtered and sorted; running ones first, so they open the first page."""
+    filters, size, errors = _list_state(request)
+    page = listing.my_jobs_page(request.user, filters, request.GET.get("page"), size)
+    jobs = list(page.object_list)
     context = {
+        **_list_context(request, filters, errors),
         "jobs": jobs,
+        "jobs_page": page,
+        "page_query": _query(request, "page"),
         "quota": quotas.quota_status(request.user),
         "actable": actable_job_ids(request.user, jobs),
     }

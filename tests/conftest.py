@@ -78,6 +78,7 @@ def _isolated_data(settings, tmp_path):
     settings.GPUQ_LOG_DIR = tmp_path / "logs"
     settings.GPUQ_CHECKPOINT_ROOT = tmp_path / "checkpoints"
     settings.GPUQ_KILL_GRACE_SECONDS = 2.0
+    settings.GPUQ_PLAN_REUSE_SECONDS = 0  # each read plans afresh (tests change rows without events)
     settings.GPUQ_HEARTBEAT_SECONDS = 0.2
     settings.GPUQ_CANCEL_POLL_SECONDS = 0.05
     settings.GPUQ_LEASE_SECONDS = 2.0

@@ -1,6 +1,7 @@
 """API views for the queue as a whole: list, stats, me, position, reorder, pause, concurrency, process,
 quotas and policies."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -9,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import is_admin
-from scheduling import policies, quotas, selectors, services
+from scheduling import listing, policies, quotas, selectors, services
 from scheduling.api.serializers import (
     ConcurrencyIO,
     PolicySerializer,
@@ -34,34 +35,54 @@ class IsAdminLevel:
         return self.has_permission(request, view)
 
 
+def _window(params) -> tuple[int, int]:
+    """`offset` and `limit` of a queue list: limit 500 by default and at most GPUQ_MAX_PAGE_SIZE."""
+    cap = settings.GPUQ_MAX_PAGE_SIZE
+    raw_limit, raw_offset = params.get("limit", str(cap)), params.get("offset", "0")
+    if not raw_limit.isdigit():
+        raise listing.BadFilter("limit", f"a whole number from 0 to {cap}")
+    if not raw_offset.isdigit():
+        raise listing.BadFilter("offset", "a whole number, 0 or more")
+    return int(raw_offset), min(int(raw_limit), cap)
+
+
 class Queue(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, description="only entries of these statuses (comma-separated)"),
             OpenApiParameter("owner", str, description="only this user's entries"),
-            OpenApiParameter("limit", int, description="at most this many pending entries (default 500)"),
+            OpenApiParameter("team", str, description="only this team's entries"),
+            OpenApiParameter("reason", str, description="only entries waiting for this reason"),
+            OpenApiParameter("template", str, description="only entries of this template"),
+            OpenApiParameter("q", str, description="search: a job id, or text in its name or owner"),
+            OpenApiParameter(
+                "sort", str, description="position (default), newest, oldest, priority, gpus, owner"
+            ),
+            OpenApiParameter(
+                "limit", int, description="at most this many pending and held entries (default and cap 500)"
+            ),
+            OpenApiParameter("offset", int, description="skip this many pending and held entries"),
         ],
         responses=QueueOut,
     )
     def get(self, request):
-        view = selectors.queue()
-        sections = {"running": view.running, "pending": view.pending, "held": view.held}
-        wanted = {s for s in request.query_params.get("status", "").split(",") if s}
-        unknown = wanted - set(Status.values)
-        if unknown:
-            return Response({"status": [f"unknown status {', '.join(sorted(unknown))}"]}, status=400)
-        owner = request.query_params.get("owner")
-        raw_limit = request.query_params.get("limit", "500")
-        if not raw_limit.isdigit():
-            return Response({"limit": ["a whole number"]}, status=400)
-        for name, entries in sections.items():
-            if wanted:
-                entries = [e for e in entries if e.job.status in wanted]
-            if owner:
-                entries = [e for e in entries if e.job.owner.username == owner]
-            sections[name] = entries
-        sections["pending"] = sections["pending"][: int(raw_limit)]
-        return Response(QueueOut(sections).data)
+        try:
+            filters = listing.Filters.parse(request.query_params)
+            offset, limit = _window(request.query_params)
+        except listing.BadFilter as error:
+            return Response({error.field: [error.message]}, status=400)
+        the_plan = listing.plan()
+        pending = listing.pending_ids(filters, the_plan) if listing.shows(filters, [Status.PENDING]) else []
+        held = (
+            listing.held_jobs(filters) if listing.shows(filters, listing.HELD + (Status.PENDING,)) else None
+        )
+        sections = {
+            "running": listing.running(filters) if listing.shows(filters, HOLDS_GPUS) else [],
+            "pending": listing.pending_entries(pending[offset : offset + limit], the_plan),
+            "held": listing.held_entries(held[offset : offset + limit]) if held is not None else [],
+        }
+        counts = {"pending_count": len(pending), "held_count": held.count() if held is not None else 0}
+        return Response({**QueueOut(sections).data, **counts, "offset": offset, "limit": limit})
 
 
 class QueueStats(APIView):
@@ -75,18 +96,21 @@ class QueueMe(APIView):
         responses=inline_serializer("QueueMe", {"best_position": serializers.IntegerField(allow_null=True)})
     )
     def get(self, request):
-        view = selectors.queue()
-        mine = [e for e in view.pending if e.job.owner_id == request.user.pk]
-        running = [e for e in view.running if e.job.owner_id == request.user.pk]
+        mine = listing.Filters(owner=request.user.get_username())
+        the_plan = listing.plan()
+        pending = listing.pending_ids(mine, the_plan)
+        running = listing.running(mine)
         blocked = Job.objects.filter(owner=request.user, status=Status.BLOCKED).count()
+        cap = settings.GPUQ_MAX_PAGE_SIZE
         return Response(
             {
-                "pending_count": len(mine),
+                "pending_count": len(pending),
                 "running_count": len(running),
                 "blocked_count": blocked,
-                "best_position": mine[0].position if mine else None,
-                "pending_jobs": QueueJobOut(mine, many=True).data,
-                "running_jobs": QueueJobOut(running, many=True).data,
+                "best_position": the_plan.positions[pending[0]] if pending else None,
+                # The first GPUQ_MAX_PAGE_SIZE of each, in queue order; the counts are of all.
+                "pending_jobs": QueueJobOut(listing.pending_entries(pending[:cap], the_plan), many=True).data,
+                "running_jobs": QueueJobOut(running[:cap], many=True).data,
             }
         )
 
@@ -118,10 +142,10 @@ class QueuePosition(APIView):
                     "estimated_start_latest": None,
                 }
             )
-        entry = next((e for e in selectors.queue().pending if e.job.pk == job.pk), None)
-        if entry is None:  # it started between our two reads
+        entries = listing.pending_entries([job.pk], listing.plan())
+        if not entries or entries[0].position is None:  # it started between our two reads
             return Response({"id": job.pk, "status": Job.objects.get(pk=job.pk).status, "position": 0})
-        return Response(QueueJobOut(entry).data)
+        return Response(QueueJobOut(entries[0]).data)
 
 
 class QueueReorder(APIView):
@@ -148,8 +172,9 @@ class QueueReorder(APIView):
                 before=anchor if "before" in d else None,
                 after=anchor if "after" in d else None,
             )
-        entry = next((e for e in selectors.queue().pending if e.job.pk == job.pk), None)
-        return Response(QueueJobOut(entry).data if entry else {"id": job.pk, "position": None})
+        entries = listing.pending_entries([job.pk], listing.plan())
+        found = entries and entries[0].position is not None
+        return Response(QueueJobOut(entries[0]).data if found else {"id": job.pk, "position": None})
 
 
 class QueuePause(APIView):

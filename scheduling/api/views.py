@@ -5,13 +5,13 @@ import dataclasses
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.throttling import SubmitThrottle
-from scheduling import idempotency, logs, selectors, services
+from scheduling import idempotency, listing, logs, selectors, services
+from scheduling.api.paging import CappedLimitOffset
 from scheduling.api.serializers import (
     JobDetailOut,
     JobOut,
@@ -30,23 +30,23 @@ class JobListCreate(APIView):
         parameters=[
             OpenApiParameter("status", str, many=True, description="filter; repeat or comma-separate"),
             OpenApiParameter("owner", str, description="username (admins see everyone's jobs)"),
+            OpenApiParameter("team", str, description="team name"),
+            OpenApiParameter("reason", str, description="wait reason, e.g. resources"),
+            OpenApiParameter("template", str, description="template name"),
+            OpenApiParameter("q", str, description="search: a job id, or text in its name or owner"),
+            OpenApiParameter("sort", str, description="newest (default), oldest, priority, gpus, owner"),
+            OpenApiParameter("limit", int, description="page size (default 50, at most 500)"),
         ],
         responses=JobOut(many=True),
     )
     def get(self, request):
-        jobs = selectors.visible_jobs(request.user).prefetch_related("depends_on").order_by("-id")
-        statuses = [s for value in request.query_params.getlist("status") for s in value.split(",") if s]
-        unknown = sorted(set(statuses) - set(Status.values))
-        if unknown:
-            return Response(
-                {"status": [f"unknown status {', '.join(unknown)}; one of {', '.join(Status.values)}"]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        if statuses:
-            jobs = jobs.filter(status__in=statuses)
-        if owner := request.query_params.get("owner"):
-            jobs = jobs.filter(owner__username=owner)
-        paginator = LimitOffsetPagination()
+        try:
+            filters = listing.Filters.parse(request.query_params)
+        except listing.BadFilter as error:
+            return Response({error.field: [error.message]}, status=status.HTTP_400_BAD_REQUEST)
+        jobs = filters.apply(selectors.visible_jobs(request.user).prefetch_related("depends_on"))
+        jobs = filters.ordered(jobs, ("-id",))
+        paginator = CappedLimitOffset()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOut(page, many=True, context={"request": request}).data)
 
