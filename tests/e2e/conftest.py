@@ -109,7 +109,7 @@ def start_web(tmp_path):
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_web", "--port", str(port)],
-            env=child_env(GPUQ_DATA_DIR=tmp_path, GPUQ_LOG_LEVEL="WARNING", **env),
+            env=child_env(**{"GPUQ_DATA_DIR": tmp_path, "GPUQ_LOG_LEVEL": "WARNING", **env}),
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -3,19 +3,15 @@
 client saw an error creates one job."""
 
 import contextlib
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 from django.db import connection, transaction
 
 from accounts.models import ApiToken
 from scheduling.models import Job
-from tests.conftest import child_env
-from tests.e2e.conftest import free_port, login, stop, wait_serving
+from tests.e2e.conftest import login
 from tests.proxy import Proxy
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -67,30 +63,13 @@ def database():
 
 
 @pytest.fixture
-def web_on(tmp_path):
+def web_on(start_web):
     """Start gpuq_web with a given DATABASE_URL (and more environment); stopped afterwards."""
-    started = []
 
     def start(database_url: str, **env) -> str:
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_web", "--port", str(port)],
-            env={
-                **child_env(GPUQ_DATA_DIR=tmp_path, GPUQ_LOG_LEVEL="ERROR", **env),
-                "DATABASE_URL": database_url,
-            },
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(server)
-        base = f"http://127.0.0.1:{port}"
-        wait_serving(base)
-        return base
+        return start_web(DATABASE_URL=database_url, GPUQ_LOG_LEVEL="ERROR", **env)
 
-    yield start
-    for server in started:
-        stop(server)
+    return start
 
 
 def submit(api: httpx.Client, **headers) -> httpx.Response:
