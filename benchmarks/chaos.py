@@ -32,6 +32,12 @@ def main():
     for kind in ("worker", "job", "node", "tick", "connection"):
         parser.add_argument(f"--{kind}-kills", type=int, default=None)
     parser.add_argument("--restarts", type=int, default=3, help="PostgreSQL restarts (-m immediate)")
+    parser.add_argument(
+        "--restarts-from",
+        type=float,
+        default=0,
+        help="make no restart before this many seconds into the run (a PostgreSQL shared with others)",
+    )
     parser.add_argument("--freezes", type=int, default=5, help="nodes frozen past their node timeout")
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--gpus", type=int, default=2, help="GPUs per node")
@@ -122,6 +128,7 @@ def main():
         max_attempts=args.max_attempts,
         freeze_seconds=freeze_seconds,
         mean_duration=args.mean_duration,
+        restarts_from=args.restarts_from,
         log=lambda line: print(line, flush=True),
     )
     print(report)

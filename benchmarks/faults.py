@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, transaction
 
@@ -151,8 +152,6 @@ def retrying(fn, seconds: float = 120):
 
 
 def admin_sql(sql: str, params=()) -> list:
-    import psycopg
-
     db = connection.settings_dict
     with psycopg.connect(
         dbname="postgres",
@@ -181,13 +180,16 @@ def restart_postgresql() -> float:
     it took."""
     began = time.monotonic()
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
+    done = subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "immediate"],
-        check=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     connection.close()
+    if done.returncode:
+        print(f"pg_ctlcluster failed: {done.stderr.strip()}", flush=True)
+        return -1
     return time.monotonic() - began
 
 
@@ -234,6 +236,7 @@ def run(
     max_attempts: int = 20,
     freeze_seconds: tuple[float, float] = (0, 0),
     mean_duration: float = 3.0,
+    restarts_from: float = 0,
     log=print,
 ) -> Report:
     from gpus.models import Node
@@ -278,12 +281,14 @@ def run(
             if not unfinished():
                 break
             kind = plan[0]
-            if kind == "restart" and time.monotonic() - last_restart < restarts_min_gap:
+            if kind == "restart" and (
+                time.monotonic() - last_restart < restarts_min_gap or time.monotonic() - began < restarts_from
+            ):
                 plan.append(plan.pop(0))  # one restart at a time, the cluster back on its feet between
                 continue
             try:
                 done = _fault(kind, cluster, rng, by_id, lease_env, freeze_seconds, extra)
-            except (DatabaseError, InterfaceError):
+            except (DatabaseError, InterfaceError, psycopg.Error):
                 connection.close()
                 done = False
             if done:
@@ -296,8 +301,8 @@ def run(
                 plan.append(plan.pop(0))
         if plan:
             log(f"the jobs ended before {len(plan)} faults could be made")
-        cluster.thaw(force=True)
         while time.monotonic() < deadline:
+            cluster.thaw()  # a frozen node stays frozen for its whole time
             retrying(cluster.revive)
             if not unfinished():
                 break
@@ -314,7 +319,8 @@ def run(
     if strays_before_stop:
         report.broken["stray job processes (alive at the end)"] = [(None, f"{strays_before_stop} processes")]
     report.notes.append(
-        f"connections cut {extra['connections']}; PostgreSQL restart seconds {extra['restart_seconds']:.1f}"
+        f"connections cut {extra['connections']}; PostgreSQL restarts took {extra['restart_seconds']:.1f} s in "
+        f"all; nodes frozen {extra['frozen_seconds']:.0f} s in all ({freeze_seconds[0]:.0f}-{freeze_seconds[1]:.0f} s each)"
     )
     return report
 
@@ -328,6 +334,8 @@ def _fault(kind, cluster, rng, durations, lease_env, freeze_seconds, extra) -> b
         return cut > 0
     if kind == "restart":
         took = restart_postgresql()
+        if took < 0:
+            return False
         extra["restart_seconds"] += took
         extra["restart_seconds_last"] = took
         return True
@@ -335,7 +343,9 @@ def _fault(kind, cluster, rng, durations, lease_env, freeze_seconds, extra) -> b
         live = cluster.live()
         if len(live) < 2:  # keep one node working
             return False
-        cluster.freeze(rng.choice(live), rng.uniform(*freeze_seconds))
+        seconds = rng.uniform(*freeze_seconds)
+        cluster.freeze(rng.choice(live), seconds)
+        extra["frozen_seconds"] += seconds
         return True
     raise ValueError(kind)
 
