@@ -268,6 +268,7 @@ def run(
     made, extra = Counter(), Counter()
     restarts_min_gap = 20.0
     last_restart = -1e9
+    said = began
 
     def unfinished() -> bool:
         return retrying(lambda: Job.objects.filter(pk__in=ids).exclude(status__in=TERMINAL).exists())
@@ -280,6 +281,9 @@ def run(
             retrying(cluster.revive)
             if not unfinished():
                 break
+            if time.monotonic() - said > 60:
+                said = time.monotonic()
+                log(f"{said - began:.0f} s: faults made {dict(made)}, {len(plan)} to go")
             kind = plan[0]
             if kind == "restart" and (
                 time.monotonic() - last_restart < restarts_min_gap or time.monotonic() - began < restarts_from
@@ -316,8 +320,9 @@ def run(
         strays_before_stop = chaos._job_processes(workdir)
         retrying(lambda: check(report, ids, workdir))
         cluster.stop()
-    if strays_before_stop:
-        report.broken["stray job processes (alive at the end)"] = [(None, f"{strays_before_stop} processes")]
+    report.broken["stray job processes (alive at the end)"] = [(None, f"{strays_before_stop} processes")] * (
+        strays_before_stop > 0
+    )
     report.notes.append(
         f"connections cut {extra['connections']}; PostgreSQL restarts took {extra['restart_seconds']:.1f} s in "
         f"all; nodes frozen {extra['frozen_seconds']:.0f} s in all ({freeze_seconds[0]:.0f}-{freeze_seconds[1]:.0f} s each)"
@@ -454,6 +459,8 @@ def check(report: Report, ids: list[int], workdir: Path) -> None:
         f"was recorded): {sum(1 for c in twice.values() if c > 1)}"
     )
     reasons = Counter(
-        (a.reason.split(":")[0][:60] or "(none)") for rows in attempts.values() for a in rows[:-1]
+        (a.reason.split(":")[0].split(";")[0][:60] or "(none)")
+        for rows in attempts.values()
+        for a in rows[:-1]
     )
     report.notes.append(f"re-run reasons: {dict(reasons.most_common(8))}")
