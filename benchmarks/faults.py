@@ -399,7 +399,7 @@ def check(report: Report, ids: list[int], workdir: Path) -> None:
             if "start" in marks:
                 per_job.setdefault(job, []).append((marks["start"], marks.get("end"), number, pid))
     for job, executions in per_job.items():
-        executions.sort()
+        executions.sort(key=lambda execution: execution[0])
         latest = None  # the execution with the latest recorded end so far
         for start, end, number, pid in executions:
             if latest and start < latest[0]:
