@@ -30,3 +30,15 @@ def percentile(values, q):
     """The q-th percentile (nearest rank) of `values`."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def register_nodes(count: int, gpus: str = "8x80GB") -> None:
+    """`count` nodes named node0, node1, … with declared GPUs (no process behind them)."""
+    from gpus.inventory import parse_declared
+    from gpus.services import node_register
+
+    for i in range(count):
+        name = f"node{i}"
+        node_register(
+            name=name, backend="declared", gpus=parse_declared(gpus, node_name=name), labels={}, boot_id=""
+        )

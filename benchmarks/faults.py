@@ -12,14 +12,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, transaction
 
 from tests.conftest import JOB_PYTHON, job_writable
@@ -108,13 +106,7 @@ class Cluster(chaos.Cluster):
 
     def start_node(self, name: str) -> None:
         # Each node a machine of its own: nodes judge only their own processes, others by heartbeat.
-        self.nodes[name] = self._spawn(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_node"],
-            GPUQ_NODE_NAME=name,
-            GPUQ_DECLARED_GPUS=f"{self.gpus}x24GB",
-            GPUQ_DATA_DIR=str(self.workdir / name),
-            GPUQ_BOOT_ID_OVERRIDE=f"boot-{name}",
-        )
+        super().start_node(name, GPUQ_BOOT_ID_OVERRIDE=f"boot-{name}")
 
     def live(self) -> list[str]:
         return [n for n, p in self.nodes.items() if p and p.poll() is None and n not in self.frozen]

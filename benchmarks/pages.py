@@ -15,15 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentile, setup_django  # noqa: E402
+from _common import percentile, register_nodes, setup_django  # noqa: E402
 
 
 def populate(n: int) -> object:
     from django.contrib.auth import get_user_model
 
     from accounts.models import Level, Profile, Team
-    from gpus.inventory import parse_declared
-    from gpus.services import node_register
     from scheduling.models import Job, JobTemplate
     from scheduling.states import Status
 
@@ -36,14 +34,7 @@ def populate(n: int) -> object:
         users.append(user)
     reader = users[0]
     template = JobTemplate.objects.create(name="train", argv_template=["/bin/echo", "{m}"])
-    for i in range(4):
-        node_register(
-            name=f"node{i}",
-            backend="declared",
-            gpus=parse_declared("8x80GB", node_name=f"node{i}"),
-            labels={},
-            boot_id="",
-        )
+    register_nodes(4)
     now = datetime.now(UTC)
     jobs = []
     for i in range(n):

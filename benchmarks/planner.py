@@ -19,6 +19,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _common import register_nodes  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -152,8 +154,6 @@ def bench_tick(n):
     from django.db import transaction
     from django.utils import timezone
 
-    from gpus.inventory import parse_declared
-    from gpus.services import node_register
     from scheduling import events, selectors
     from scheduling.models import Job, PolicyType
     from scheduling.planner import plan
@@ -164,14 +164,7 @@ def bench_tick(n):
     events.request_tick = lambda: None  # measure ticks we run, not the ones the set-up would trigger
     rng = random.Random(7)
     users = [get_user_model().objects.create_user(f"user{i}") for i in range(50)]
-    for i in range(8):
-        node_register(
-            name=f"node{i}",
-            backend="declared",
-            gpus=parse_declared("8x80GB", node_name=f"node{i}"),
-            labels={},
-            boot_id="",
-        )
+    register_nodes(8)
     for policy, config in [
         (PolicyType.CONCURRENCY, {"max_concurrent": 60, "user_max_concurrent": 4}),
         (PolicyType.FAIR_SHARE, {}),

@@ -103,12 +103,13 @@ class Cluster:
             start_new_session=True,
         )
 
-    def start_node(self, name: str) -> None:
+    def start_node(self, name: str, **env) -> None:
         self.nodes[name] = self._spawn(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_node"],
             GPUQ_NODE_NAME=name,
             GPUQ_DECLARED_GPUS=f"{self.gpus}x24GB",
             GPUQ_DATA_DIR=str(self.workdir / name),
+            **env,
         )
 
     def start_ticker(self) -> None:
