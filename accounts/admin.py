@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from accounts.models import ApiToken, Profile, Team
+from accounts.models import ApiToken, LevelLimits, Profile, Team
 from accounts.permissions import can_administer
 from scheduling.models import GpuQuota
 
@@ -91,6 +91,14 @@ admin.site.register(get_user_model(), GpuqUserAdmin)
 class TeamAdmin(AdminsOnly, admin.ModelAdmin):
     search_fields = ["name"]
     inlines = [TeamQuotaInline]
+
+
+@admin.register(LevelLimits)
+class LevelLimitsAdmin(AdminsOnly, admin.ModelAdmin):
+    """Each level's default and longest time limit (empty: none at this level)."""
+
+    list_display = ["level", "default_time_limit_seconds", "max_time_limit_seconds"]
+    list_editable = ["default_time_limit_seconds", "max_time_limit_seconds"]
 
 
 @admin.register(ApiToken)

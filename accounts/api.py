@@ -1,5 +1,6 @@
 """REST API for a user's own API tokens (mounted at /api/v1/tokens): list, make, revoke."""
 
+from django.conf import settings
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -10,6 +11,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.models import ApiToken
 from accounts.permissions import can_submit, is_admin, level_of, team_of
+from queueproject.strict import StrictSerializer
 
 
 class TokenOut(serializers.ModelSerializer):
@@ -32,11 +34,15 @@ class TokenCreatedOut(TokenOut):
         fields = [*TokenOut.Meta.fields, "key"]
 
 
-class TokenIn(serializers.Serializer):
+class TokenIn(StrictSerializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
     days = serializers.IntegerField(
-        required=False, allow_null=True, default=None, help_text="1 to the maximum"
+        required=False, allow_null=True, default=None, min_value=1, help_text="1 to GPUQ_TOKEN_MAX_DAYS"
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["days"].max_value = settings.GPUQ_TOKEN_MAX_DAYS  # read now: tests change it
 
 
 class TokenListCreate(APIView):

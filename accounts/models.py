@@ -10,6 +10,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from queueproject.refusals import Unprocessable
+
 
 class Level(models.TextChoices):
     ADMIN = "admin", "Admin"
@@ -33,7 +35,8 @@ class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     level = models.CharField(max_length=16, choices=Level.choices, default=Level.RESEARCHER)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
-    # Set by admins only (never through the API): with GPUQ_RUN_AS=user, this user's jobs run as it.
+    # Set by admins only (the admin, the admins-only users API, `gpuq_user`): with GPUQ_RUN_AS=user, this
+    # user's jobs run as it.
     unix_username = models.CharField(
         max_length=32,
         blank=True,
@@ -43,6 +46,37 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.level})"
+
+
+class LevelLimits(models.Model):
+    """A level's time limits (Slurm's DefaultTime/MaxTime): the limit its users' jobs get when neither
+    they nor the template set one, and the most they may ask for. Empty: none at this level."""
+
+    level = models.CharField(max_length=16, choices=Level.choices, unique=True)
+    default_time_limit_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Used when neither the submit nor the template sets a limit."
+    )
+    max_time_limit_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest limit this level's users may ask for."
+    )
+
+    class Meta:
+        verbose_name_plural = "level limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.level}"
+
+    def clean(self):
+        check_time_limits(self.default_time_limit_seconds, self.max_time_limit_seconds)
+
+
+def check_time_limits(default: int | None, maximum: int | None) -> None:
+    """A default time limit above its own maximum is refused, naming the field."""
+    for field, value in (("default_time_limit_seconds", default), ("max_time_limit_seconds", maximum)):
+        if value is not None and value < 1:
+            raise ValidationError({field: "at least 1 second (empty: none)"})
+    if default is not None and maximum is not None and default > maximum:
+        raise Unprocessable({"default_time_limit_seconds": f"at most the maximum ({maximum} s)"})
 
 
 def _digest(key: str) -> str:
@@ -105,5 +139,6 @@ class ApiToken(models.Model):
 
     @classmethod
     def find(cls, key: str):
-        """The active token for a plain key, or None."""
-        return cls.objects.active().select_related("user").filter(digest=_digest(key)).first()
+        """The active token for a plain key, or None; its user comes with their profile and team (every
+        request checks the level: accounts.permissions reads them from here, not in a query of its own)."""
+        return cls.objects.active().select_related("user__profile__team").filter(digest=_digest(key)).first()

@@ -34,17 +34,30 @@ def _facts(user) -> tuple[str, object]:
         if not (user.is_authenticated and user.is_active):
             facts = (Level.VIEWER, None)
         else:
-            profile = Profile.objects.select_related("team").filter(user_id=user.pk).first()
+            profile = _loaded_profile(user)
             level = profile.level if profile else Level.RESEARCHER
             facts = (Level.ADMIN if user.is_superuser else level, profile.team if profile else None)
         user._gpuq_facts = facts
     return facts
 
 
+def _loaded_profile(user) -> Profile | None:
+    """The user's profile with its team: the one loaded with the user (`select_related`), else read."""
+    loaded = user._state.fields_cache  # what select_related brought (`request.user` may be a lazy proxy)
+    if "profile" in loaded:
+        profile = loaded["profile"]  # None: loaded, and the user has none
+        if profile is None or "team" in profile._state.fields_cache:
+            return profile
+    return Profile.objects.select_related("team").filter(user_id=user.pk).first()
+
+
 def forget(user) -> None:
     """Drop what `_facts` kept on this user object, so the next check reads the level and team again
     (for long-lived objects such as a websocket's user)."""
     user.__dict__.pop("_gpuq_facts", None)
+    user.__dict__.pop("_gpuq_raw", None)
+    if getattr(user, "_state", None) is not None:
+        user._state.fields_cache.pop("profile", None)  # one loaded with the user is as old
 
 
 def level_of(user) -> str:
@@ -75,7 +88,24 @@ def can_submit(user) -> bool:
 
 def can_submit_raw(user) -> bool:
     """Raw argv needs the `scheduling.submit_raw_command` permission; admins hold it."""
-    return is_admin(user) or (can_submit(user) and user.has_perm("scheduling.submit_raw_command"))
+    return is_admin(user) or (can_submit(user) and _holds_raw_permission(user))
+
+
+def _holds_raw_permission(user) -> bool:
+    """Whether the user holds `scheduling.submit_raw_command`, themselves or through a group: one query,
+    kept on the user object like the level (Django's `has_perm` read every permission of the user and
+    of their groups, two queries in each submission)."""
+    held = getattr(user, "_gpuq_raw", None)
+    if held is None:
+        from django.contrib.auth.models import Permission
+
+        held = (
+            Permission.objects.filter(content_type__app_label="scheduling", codename="submit_raw_command")
+            .filter(Q(user=user) | Q(group__user=user))
+            .exists()
+        )
+        user._gpuq_raw = held
+    return held
 
 
 def priority_ceiling(user) -> int:
@@ -167,6 +197,32 @@ def actable_job_ids(user, jobs) -> set[int]:
             ).values_list("content_object_id", flat=True)
         )
     return ids
+
+
+# Sweeps (job arrays): seen and acted on as a whole by their owner, their team's leads and admins.
+
+
+def visible_sweeps(user):
+    """The sweeps the user may watch and depend on: their own, their team's for leads, all for admins
+    (a job of a sweep shared alone is seen as that job, not as its sweep)."""
+    from scheduling.models import Sweep
+
+    sweeps = Sweep.objects.select_related("owner", "template")
+    if not (user.is_authenticated and user.is_active):
+        return sweeps.none()
+    if is_admin(user):
+        return sweeps
+    mine = Q(owner_id=user.pk)
+    if level_of(user) == Level.LEAD and (team_id := _team_id(user)) is not None:
+        mine |= Q(team_id=team_id)
+    return sweeps.filter(mine)
+
+
+def can_act_on_sweep(user, sweep) -> bool:
+    """Cancel a whole sweep: whoever may act on each of its jobs by owning or leading them."""
+    if not (user.is_authenticated and user.is_active) or level_of(user) == Level.VIEWER:
+        return False
+    return is_admin(user) or sweep.owner_id == user.pk or _leads(user, sweep)
 
 
 def can_approve_job(user, job) -> bool:

@@ -1,12 +1,15 @@
-"""Submit-to-running latency on the embedded default (SQLite, one local node, a free GPU).
+"""Submit-to-running latency with a free GPU, against bare django-q2 with the same broker and poll.
 
-Starts a real `gpuq_node` (with its django-q2 cluster) on a fresh SQLite database in a temporary folder,
-submits jobs one at a time through the same service the API calls, and measures from the submit call to
-the job's `running` transition. Then the same with event-driven ticks switched off in this process, so
-jobs start only at the node's periodic tick every 2 s: the polling design of the reference queues, as a
-baseline measured in the same run.
+Starts a real `gpuq_node` (with its django-q2 cluster) on a fresh database (SQLite in a temporary folder;
+with DATABASE_URL set to PostgreSQL, a fresh database on that server, dropped at the end), submits jobs
+one at a time through the service the API calls, and measures from the submit call to the job's
+`running` transition: the change asks for a tick, this process's ticker thread plans and dispatches, the
+node's cluster picks the task up. The baseline, measured in the same run and interleaved with it: a bare
+`async_task` to the same cluster (same broker, same poll), from the call to the moment its worker starts
+the task (django-q2's own `stopped` of an instant task).
 
-    .venv/bin/python benchmarks/latency.py [--jobs 50] [--baseline-jobs 20]
+    .venv/bin/python benchmarks/latency.py [--jobs 50]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/gpuq .venv/bin/python benchmarks/latency.py
 """
 
 import argparse
@@ -14,37 +17,26 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _common import percentile  # benchmarks/ is on sys.path when run as a script
-
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, fresh_database_url, percentile, setup_django  # benchmarks/ is on sys.path
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50)
-    parser.add_argument("--baseline-jobs", type=int, default=20)
     args = parser.parse_args()
 
-    data = tempfile.mkdtemp(prefix="gpuq-bench-")
+    data = setup_django("gpuq-bench-", fresh_database_url())
     os.chmod(data, 0o711)  # jobs of a root node run as `nobody` and cross it to their folders
-    os.environ.update(
-        GPUQ_DATA_DIR=data, GPUQ_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="queueproject.settings"
-    )
-    os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.db import connection
+    from django_q.models import Task
+    from django_q.tasks import async_task
 
     from gpus.models import Node
-    from scheduling.models import Job
+    from scheduling.models import Job, JobStateTransition
     from scheduling.services import job_submit
 
     call_command("migrate", verbosity=0)
@@ -53,7 +45,6 @@ def main():
         **os.environ,
         "GPUQ_NODE_NAME": "bench",
         "GPUQ_INVENTORY": "declared",
-        "GPUQ_TICK_SECONDS": "2",
     }
     node = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "gpuq_node"],
@@ -62,6 +53,8 @@ def main():
         start_new_session=True,
     )
 
+    dispatched = []  # submit → dispatched: the ask and the tick
+
     def run_one() -> float:
         submitted = time.time()
         job = job_submit(user=user, argv=["true"])
@@ -69,19 +62,37 @@ def main():
         while True:
             row = Job.objects.filter(pk=job.pk).values("status", "started_at").first()
             if row["status"] == "completed":
+                at = JobStateTransition.objects.get(job_id=job.pk, to_status="dispatched").at
+                dispatched.append(at.timestamp() - submitted)
                 return row["started_at"].timestamp() - submitted
             if time.monotonic() > deadline:
                 raise SystemExit(f"job {job.pk} did not complete: {row['status']}")
-            time.sleep(0.01)
+            time.sleep(0.005)
+
+    def bare_one(queue: str) -> float:
+        submitted = time.time()
+        task_id = async_task("math.floor", 1.5, cluster=queue)
+        deadline = time.monotonic() + 30
+        while True:
+            # django-q2's `started` is the enqueue time; `stopped`, when its worker ran it (an instant task).
+            ran = Task.objects.filter(id=task_id).values_list("stopped", flat=True).first()
+            if ran is not None:
+                return ran.timestamp() - submitted
+            if time.monotonic() > deadline:
+                raise SystemExit(f"task {task_id} did not run")
+            time.sleep(0.005)
 
     try:
         while not Node.objects.filter(name="bench").exists():
             time.sleep(0.1)
+        queue = Node.objects.get(name="bench").queue_name
         for _ in range(3):  # warm up: the cluster's workers start, the first imports happen
             run_one()
-        event = [run_one() for _ in range(args.jobs)]
-        settings.GPUQ_EVENT_TICKS = False
-        polling = [run_one() for _ in range(args.baseline_jobs)]
+            bare_one(queue)
+        gpuq, bare = [], []
+        for _ in range(args.jobs):  # interleaved: both see the same load on the machine
+            gpuq.append(run_one())
+            bare.append(bare_one(queue))
     finally:
         node.terminate()
         node.wait(timeout=30)
@@ -92,10 +103,12 @@ def main():
             f"p95={percentile(values, 95) * 1000:7.1f} ms  max={max(values) * 1000:7.1f} ms"
         )
 
-    print("submit → running latency, embedded default (SQLite, 1 node, declared GPUs)")
-    print(line("gpuq (event-driven ticks)", event))
-    print(line("baseline (2 s periodic tick only)", polling))
-    print(f"ratio of p50s, baseline / gpuq: {statistics.median(polling) / statistics.median(event):.1f}x")
+    print(f"submit → running latency, free GPU ({connection.vendor}, 1 node, declared GPUs)")
+    print(line("gpuq (ask, ticker, executor)", gpuq))
+    print(line("  of which submit → dispatched", dispatched[-len(gpuq) :]))
+    print(line("bare django-q2 async_task", bare))
+    print(f"ratio of p50s, gpuq / bare django-q2: {statistics.median(gpuq) / statistics.median(bare):.2f}x")
+    print(f"ratio of p95s, gpuq / bare django-q2: {percentile(gpuq, 95) / percentile(bare, 95):.2f}x")
 
 
 if __name__ == "__main__":

@@ -4,21 +4,27 @@ Starts a real `gpuq_web` (Daphne) on a fresh SQLite database in a temporary fold
 PostgreSQL database given with --database-url, which it migrates and fills: give it an empty one), logs in,
 connects to /ws/events, then makes transitions in this process (so each event crosses processes, as a
 node's would) and times each one from its commit to its arrival. Baseline, in the same run: a client that
-polls the job's API every 2 s, as the reference UIs do.
+polls the job's API every 2 s, as the reference UIs do. With --rollbacks, a transaction that wrote an
+event and rolled back comes before every transition (a hole in the ids that readers must not wait on).
 
-    .venv/bin/python benchmarks/live.py [--events 200] [--baseline-events 10] [--database-url URL]
+    .venv/bin/python benchmarks/live.py [--events 200] [--baseline-events 10] [--rollbacks]
+                                        [--database-url URL]
 """
 
 import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
-from _common import percentile, setup_django  # benchmarks/ is on sys.path when run as a script
+from _common import (  # benchmarks/ is on sys.path when run as a script
+    logged_in,
+    percentile,
+    setup_django,
+    start_web,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,17 +33,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--baseline-events", type=int, default=10)
+    parser.add_argument("--rollbacks", action="store_true")
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
 
     setup_django("gpuq-live-", args.database_url)
     import httpx
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connection, transaction
     from websockets.sync.client import connect
 
+    from scheduling.events import emit_node
     from scheduling.models import Job
     from scheduling.states import Status
     from scheduling.transitions import transition
@@ -45,59 +52,56 @@ def main():
     call_command("migrate", verbosity=0)
     name = f"live-{os.getpid()}"
     user = get_user_model().objects.create_superuser(name, password="live-bench-only", email="")
-    env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY}  # one key for every process of this gpuq
-    if connection.vendor == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
     port = 8800 + os.getpid() % 1000
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "gpuq_web", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_web(port)
     try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/accounts/login/", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        web = httpx.Client(base_url=base, timeout=10, follow_redirects=True)
-        web.get("/accounts/login/")
-        web.post(
-            "/accounts/login/",
-            data={
-                "username": name,
-                "password": "live-bench-only",
-                "csrfmiddlewaretoken": web.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{base}/accounts/login/"},
-        )
+        web = logged_in(base, name, "live-bench-only")
         cookie = "; ".join(f"{k}={v}" for k, v in web.cookies.items())
         job = Job.objects.create(owner=user, argv=["true"], status=Status.PENDING)
+
+        def committed_at(reason: str) -> float:
+            """Move the job (pending <-> paused); the moment that committed (its first on-commit callback)."""
+            stamp = []
+            with transaction.atomic():
+                transaction.on_commit(lambda: stamp.append(time.perf_counter()))
+                transition(
+                    job, Status.PAUSED if job.status == Status.PENDING else Status.PENDING, reason=reason
+                )
+            return stamp[0]
 
         delays = []
         with connect(
             f"ws://127.0.0.1:{port}/ws/events", additional_headers={"Cookie": cookie, "Origin": base}
         ) as socket:
             assert json.loads(socket.recv(timeout=10))["kind"] == "hello"
+            arrived: dict[str, float] = {}  # reason -> when the client got it, stamped by a reader thread
+            got = threading.Condition()
+
+            def reader():
+                for text in socket:
+                    event, at = json.loads(text), time.perf_counter()
+                    if event.get("kind") == "job":
+                        with got:
+                            arrived[event["data"]["reason"]] = at
+                            got.notify_all()
+
+            threading.Thread(target=reader, daemon=True).start()
             for i in range(args.events):
-                target = Status.PAUSED if job.status == Status.PENDING else Status.PENDING
-                transition(job, target, reason=f"bench {i}")
-                committed = time.perf_counter()
-                while True:
-                    event = json.loads(socket.recv(timeout=10))
-                    if event.get("kind") == "job" and event["data"]["reason"] == f"bench {i}":
-                        delays.append((time.perf_counter() - committed) * 1000)
-                        break
+                if args.rollbacks:
+                    with transaction.atomic():
+                        emit_node("rolled back")
+                        transaction.set_rollback(True)
+                reason = f"bench {i}"
+                committed = committed_at(reason)
+                with got:
+                    if not got.wait_for(lambda reason=reason: reason in arrived, timeout=10):
+                        raise SystemExit(f"event {i} never arrived")
+                delays.append((arrived[reason] - committed) * 1000)
                 time.sleep(0.01)
 
         # Baseline: a client polling the job's API every 2 s on its own schedule; the changes land at
         # random points of its period.
         import random
-        import threading
 
         seen: dict[str, float] = {}
         stop = threading.Event()
@@ -115,9 +119,7 @@ def main():
         rng = random.Random(0)
         for i in range(args.baseline_events):
             time.sleep(rng.uniform(0.5, 2.5))
-            target = Status.PAUSED if job.status == Status.PENDING else Status.PENDING
-            transition(job, target, reason=f"poll {i}")
-            committed = time.perf_counter()
+            committed = committed_at(f"poll {i}")
             while f"poll {i}" not in seen:
                 time.sleep(0.01)
             baseline.append((seen[f"poll {i}"] - committed) * 1000)
@@ -126,7 +128,8 @@ def main():
         server.terminate()
         server.wait(timeout=10)
 
-    print(f"live events ({connection.vendor}): transition commit → websocket client, n={len(delays)}")
+    holes = ", each after a rolled-back event" if args.rollbacks else ""
+    print(f"live events ({connection.vendor}): transition commit → websocket client{holes}, n={len(delays)}")
     print(
         f"  p50 {statistics.median(delays):.1f} ms, p95 {percentile(delays, 95):.1f} ms, "
         f"max {max(delays):.1f} ms"

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from _common import setup_django  # benchmarks/ is on sys.path when run as a script
+from _common import migrated_user, setup_django  # benchmarks/ is on sys.path when run as a script
 
 
 def timed(function, repeat: int) -> float:
@@ -31,15 +31,11 @@ def main():
     args = parser.parse_args()
 
     data = setup_django("gpuq-logship-", args.database_url)
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
     from scheduling import logs
     from scheduling.logship import LogShipper
     from scheduling.models import Job, LogChunk
 
-    call_command("migrate", verbosity=0)
-    user, _ = get_user_model().objects.get_or_create(username=f"logship-{os.getpid()}")
+    user = migrated_user("logship")
     job = Job.objects.create(owner=user, argv=["true"])
     path = Path(data) / "job.log"
     shipper = LogShipper(path, [job.pk], attempt=1)

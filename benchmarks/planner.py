@@ -10,16 +10,14 @@ predicts about 1.2-1.3 for ×10).
 """
 
 import argparse
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import register_nodes  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import fresh_database_url, register_nodes, setup_django  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -141,27 +139,20 @@ def bench_plan(sizes):
 
 
 def bench_tick(n):
-    data = tempfile.mkdtemp(prefix="gpuq-bench-")
-    os.environ.update(
-        GPUQ_DATA_DIR=data, GPUQ_LOG_LEVEL="ERROR", DJANGO_SETTINGS_MODULE="queueproject.settings"
-    )
-    os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
+    setup_django("gpuq-bench-", fresh_database_url())  # SQLite, or a fresh database beside DATABASE_URL's
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.utils import timezone
 
-    from scheduling import events, selectors
+    from scheduling import selectors, ticker
     from scheduling.models import Job, PolicyType
     from scheduling.planner import plan
     from scheduling.policies import set_policy
     from scheduling.tick import tick
 
     call_command("migrate", verbosity=0)
-    events.request_tick = lambda: None  # measure ticks we run, not the ones the set-up would trigger
+    ticker.request_tick = lambda: None  # measure ticks we run, not the ones the set-up would trigger
     rng = random.Random(7)
     users = [get_user_model().objects.create_user(f"user{i}") for i in range(50)]
     register_nodes(8)
@@ -204,7 +195,7 @@ def bench_tick(n):
     plan_cost = timed(lambda: plan(snap, timezone.now()), 5)
     tick_module.async_task = tasks_async
     started = Job.objects.filter(status="dispatched").count()
-    print(f"\nwhole tick on SQLite with {n} pending jobs, 8 nodes x 8 GPUs, policies on:")
+    print(f"\nwhole tick on {connection.vendor} with {n} pending jobs, 8 nodes x 8 GPUs, policies on:")
     print(f"  first tick (dispatches {started} jobs, stores {n - started} reasons): {first * 1000:.0f} ms")
     print(
         f"  steady tick: {steady * 1000:.0f} ms  = snapshot {snap_cost * 1000:.0f} ms + plan {plan_cost * 1000:.0f} ms + apply"

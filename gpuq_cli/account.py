@@ -44,7 +44,8 @@ def login(url, token):
     token = token.strip()
     if not token:
         raise click.UsageError("the token is empty")
-    me = Api(config.Config(url=url, token=token, source="login")).get("/me")
+    # One try: a mistyped URL is said at once, not after half a minute of retries meant for a server restart.
+    me = Api(config.Config(url=url, token=token, source="login"), retries=0).get("/me")
     path = config.save(url, token)
     say(f"logged in to {url} as {me['username']} ({me['level']}); saved in {path} (mode 0600)")
 

@@ -24,12 +24,15 @@ LONGEST_WAIT = 120
 # The command-line flag that sets each API field, so that "gpu_count" in an error leads to "--gpus".
 FLAGS = {
     "gpu_count": "--gpus",
+    "nodes": "--nodes",
+    "gpus_per_node": "--gpus-per-node",
     "priority": "--priority",
     "time_limit_seconds": "--time-limit",
     "stall_timeout_seconds": "--stall-timeout",
     "name": "--name",
     "env": "--env",
     "depends_on": "--depends-on",
+    "depends_on_sweeps": "--depends-on-sweep",
     "start_after": "--after",
     "off_peak_only": "--off-peak",
     "resources": "--resource",
@@ -67,7 +70,11 @@ def describe_errors(body, flags: dict[str, str] = FLAGS) -> str:
         if field == "retry_after":
             continue
         text = _flatten(problem)
-        if field in ("detail", "non_field_errors"):
+        if field == "errors" and isinstance(problem, dict):  # a bulk submission's, by job index
+            lines.extend(
+                f"job {index}: {describe_errors(errors, flags)}" for index, errors in problem.items()
+            )
+        elif field in ("detail", "non_field_errors"):
             lines.append(text)
         else:
             flag = flags.get(field)
@@ -86,10 +93,12 @@ def _flatten(problem) -> str:
 class Api:
     """GET/POST/DELETE on /api/v1/…; returns the decoded body or raises Failure with the right code."""
 
-    def __init__(self, config: Config, timeout: float = 30):
+    def __init__(self, config: Config, timeout: float = 30, retries: int = RETRIES):
+        """`retries`: how often a request is sent again after a dropped connection, a 429 or a 503."""
         if not config.url or not config.token:
             raise Failure("not logged in: run `gpuq login` (or set GPUQ_URL and GPUQ_TOKEN)", NOT_LOGGED_IN)
         self.url = config.url
+        self.retries = retries
         self.http = httpx.Client(
             base_url=config.url + "/api/v1",
             headers={"Authorization": f"Token {config.token}", "User-Agent": f"gpuq-cli/{__version__}"},
@@ -98,6 +107,19 @@ class Api:
 
     def get(self, path: str, **params):
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def all(self, path: str, limit: int | None = None, **filters) -> list[dict]:
+        """The rows of a paged list (`{count, next, previous, results}`), page after page, up to
+        `limit` rows."""
+        found, offset = [], 0
+        while limit is None or len(found) < limit:
+            size = 200 if limit is None else min(200, limit - len(found))
+            page = self.get(path, limit=size, offset=offset, **filters)
+            found += page["results"]
+            offset += len(page["results"])
+            if not page["results"] or not page.get("next"):
+                break
+        return found
 
     def post(self, path: str, body: dict | None = None, *, idempotency_key: str | None = None):
         """With `idempotency_key` the server makes one job however often the request is retried, so
@@ -114,8 +136,8 @@ class Api:
         """Send once, and again (at most RETRIES times) after a 429, a 503 (the database is away) or, for
         requests safe to repeat (GET, or a POST with an idempotency key), a dropped connection."""
         safe = method == "GET" if safe is None else safe
-        for attempt in range(RETRIES + 1):
-            last = attempt == RETRIES
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as error:

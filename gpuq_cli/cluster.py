@@ -66,15 +66,7 @@ def queue(state, status, owner, mine, limit, include_completed, fields, default,
 
 def jobs(api, limit: int | None = None, **filters) -> list[dict]:
     """GET /api/v1/jobs, page after page (newest first), up to `limit` jobs."""
-    found, offset = [], 0
-    while limit is None or len(found) < limit:
-        page_size = 200 if limit is None else min(200, limit - len(found))
-        page = api.get("/jobs", limit=page_size, offset=offset, **filters)
-        found += page["results"]
-        offset += len(page["results"])
-        if not page["results"] or not page.get("next"):
-            break
-    return found
+    return api.all("/jobs", limit, **filters)
 
 
 def _allocation(api) -> dict:
@@ -169,7 +161,7 @@ def templates(state, fields, default, fmt):
     Example:
       gpuq templates -o name,params_schema.required --format json
     """
-    emit(state.api.get("/templates"), fields, default, fmt)
+    emit(state.api.all("/templates"), fields, default, fmt)
 
 
 @cli.command()
@@ -186,12 +178,4 @@ def approvals(state, limit, fields, default, fmt):
       gpuq approvals -o id,owner,cost.estimate,cost.max_cost --format csv
       gpuq approve 12 --reason "deadline on Friday"
     """
-    found, offset = [], 0
-    while limit is None or len(found) < limit:
-        size = 200 if limit is None else min(200, limit - len(found))
-        page = state.api.get("/approvals", limit=size, offset=offset)
-        found += page["results"]
-        offset += len(page["results"])
-        if not page["results"] or not page.get("next"):
-            break
-    emit(found, fields, default, fmt)
+    emit(state.api.all("/approvals", limit), fields, default, fmt)

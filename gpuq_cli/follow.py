@@ -1,41 +1,51 @@
-"""Reading a job's log through GET /api/v1/jobs/{id}/log?offset=: whole, its last lines, or followed
-until the job ends."""
+"""Reading a job's log through GET /api/v1/jobs/{id}/log: whole (?offset=), its last lines (windows
+?before= from the end), or followed until the job ends."""
 
 import contextlib
 import sys
 import time
-from collections import deque
 
 import click
 
 from gpuq_cli.output import say
 
 POLL_SECONDS = 0.5  # between two reads of a log that has nothing new
+TAIL_WINDOW_BYTES = 1024 * 1024  # `-n`: the log's end is read backwards a window at a time
+TAIL_MAX_BYTES = 16 * TAIL_WINDOW_BYTES
 
 
 def follow(api, job_id: int, *, keep_following: bool = True, last: int | None = None) -> None:
     """Write the log from its start (or only its `last` lines) to stdout; with `keep_following`, go on
     until the job has ended and every byte is out, else stop at the end of what is there now."""
     offset = 0
-    held = deque(maxlen=last) if last is not None else None  # the last lines, until we are caught up
-    pending_part = ""
+    if last is not None:
+        text, offset = _last_lines(api, job_id, last)
+        _write(text)
     while True:
         chunk = api.get(f"/jobs/{job_id}/log", offset=offset)
         text, offset = chunk["text"], chunk["next_offset"]
         caught_up = offset >= chunk["size"]
-        if held is not None:
-            lines = (pending_part + text).split("\n")
-            pending_part = lines.pop()
-            held.extend(lines)
-            if caught_up:
-                _write("".join(line + "\n" for line in held) + pending_part)
-                held, pending_part = None, ""
-        elif text:
-            _write(text)
+        _write(text)
         if caught_up and (chunk["finished"] or not keep_following):
             return
         if caught_up:
             time.sleep(POLL_SECONDS)
+
+
+def _last_lines(api, job_id: int, last: int) -> tuple[str, int]:
+    """The log's last `last` lines (and a last line still being written) and the byte after them, read
+    backwards from the end in windows (at most TAIL_MAX_BYTES), never the whole log."""
+    text, before, end = "", None, 0
+    for _ in range(TAIL_MAX_BYTES // TAIL_WINDOW_BYTES):
+        window = api.get(f"/jobs/{job_id}/log", bytes=TAIL_WINDOW_BYTES, before=before)
+        end = window["next_offset"] if before is None else end
+        text = window["text"] + text
+        if text.count("\n") > last or window["offset"] <= window["kept_from"]:
+            break
+        before = window["offset"]
+    lines = text.split("\n")
+    being_written = lines.pop()
+    return "".join(line + "\n" for line in lines[-last:]) + being_written, end
 
 
 def _write(text: str) -> None:

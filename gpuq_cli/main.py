@@ -35,7 +35,7 @@ class Group(click.Group):
     """Lists commands in the order they were added (the order of the README), with aliases."""
 
     aliases = {"ls": "queue"}
-    order = "login whoami submit queue show logs cancel pause resume priority approve reject".split()
+    order = "login whoami submit sweep queue show logs cancel pause resume priority approve reject".split()
 
     def list_commands(self, ctx):
         return sorted(self.commands, key=lambda name: (self.order + [name]).index(name))
@@ -63,6 +63,6 @@ def cli():
 
 
 def main() -> None:
-    from gpuq_cli import account, cluster, jobs, submit  # noqa: F401  (they add their commands to `cli`)
+    from gpuq_cli import account, cluster, jobs, metrics, people, simulate, submit, sweep  # noqa: F401  (they add their commands to `cli`)
 
     cli(prog_name="gpuq")

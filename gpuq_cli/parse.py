@@ -76,3 +76,21 @@ def ids(values, flag: str) -> list[int]:
                 raise click.BadParameter(f"{part!r} is not a job id", param_hint=flag)
             found.append(int(part))
     return found
+
+
+def values(text: str, flag: str) -> tuple[str, list]:
+    """`lr=0.1,0.01` (each JSON if it parses, else text) or `lr=[0.1, 0.01]` (a JSON list) for a sweep."""
+    key, raw = pair(text, flag)
+    parsed = json_value(raw)
+    found = parsed if isinstance(parsed, list) else [json_value(part) for part in raw.split(",")]
+    if not found or raw == "":
+        raise click.BadParameter(f"{text!r} has no values (e.g. lr=0.1,0.01)", param_hint=flag)
+    return key, found
+
+
+def json_file(file, flag: str):
+    """The JSON in an open file, or a usage error naming the flag."""
+    try:
+        return json.load(file)
+    except ValueError as error:
+        raise click.BadParameter(f"{file.name}: not JSON ({error})", param_hint=flag) from None

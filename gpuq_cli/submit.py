@@ -37,7 +37,9 @@ class SubmitCommand(click.Command):
     metavar="KEY=VALUE",
     help="A template parameter; VALUE is JSON if it parses (3, true, [1,2]), else text.",
 )
-@click.option("--gpus", "gpu_count", type=int, help="GPUs it needs (on one node).")
+@click.option("--gpus", "gpu_count", type=int, help="GPUs it needs (on one node, or in all with --nodes).")
+@click.option("--nodes", type=int, help="A gang job: one process on each of this many nodes at once.")
+@click.option("--gpus-per-node", type=int, help="GPUs on each node of a gang job (with --nodes).")
 @click.option("--priority", type=int, help="Up to your level's ceiling (researcher 10, lead 20, admin 30).")
 @click.option("--time-limit", metavar="DURATION", help="Stop it after this long: 3600, 90m, 2h, 1:30:00.")
 @click.option(
@@ -52,6 +54,9 @@ class SubmitCommand(click.Command):
     help="An environment variable (templates allow only some).",
 )
 @click.option("--depends-on", multiple=True, metavar="ID[,ID]", help="Jobs that must complete first.")
+@click.option(
+    "--depends-on-sweep", multiple=True, metavar="ID[,ID]", help="Sweeps whose every job must complete first."
+)
 @click.option(
     "--after", metavar="TIME", help="Start no earlier: ISO time (local if no zone) or +DURATION (+2h)."
 )
@@ -85,7 +90,28 @@ class SubmitCommand(click.Command):
 )
 @click.option("--no-wait", is_flag=True, help="Submit only if it can start at once (else refused, exit 1).")
 @click.option("--wait", is_flag=True, help="Follow its output to the end and exit with its exit code.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the job id.")
+@click.option(
+    "--sweep",
+    "grid",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Sweep TEMPLATE over these values of a parameter (JSON if they parse; or a JSON list): one job "
+    "per combination of all --sweep flags, under one sweep.",
+)
+@click.option(
+    "--sweep-file",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Sweep TEMPLATE over the parameter sets in FILE (a JSON list of objects; - for stdin).",
+)
+@click.option(
+    "--file",
+    "jobs_file",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Submit every job in FILE (a JSON list of POST /api/v1/jobs bodies; - for stdin), all or none.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the job id (the sweep id for many jobs).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def submit(ctx, template, **options):
@@ -99,8 +125,12 @@ def submit(ctx, template, **options):
       gpuq submit --dry-run --gpus 4 -- python3 train.py
       gpuq submit --wait -- python3 -c 'raise SystemExit(3)'; echo $?   # 3
       id=$(gpuq submit -q hello-gpu -p message=x); gpuq logs -f "$id"
+      gpuq submit train --sweep lr=0.1,0.01 --sweep bs=32,64 --gpus 1   # 4 jobs, one sweep
+      gpuq submit train --sweep-file sets.json; gpuq submit --file jobs.json
     """
     argv = ctx.meta.get("gpuq_argv")
+    if options["jobs_file"] or options["grid"] or options["sweep_file"]:
+        return submit_many(ctx, template, argv, options)
     if (template is None) == (argv is None):
         raise click.UsageError(
             "give a TEMPLATE or a command after `--` (e.g. gpuq submit -- python3 train.py)"
@@ -128,12 +158,58 @@ def submit(ctx, template, **options):
         ctx.exit(wait_for_end(state.api, made["id"]))
 
 
+def submit_many(ctx, template, argv, options) -> None:
+    """A bulk submission (--file) or a template sweep (--sweep, --sweep-file): one request, one sweep."""
+    for flag, key in (("--dry-run", "dry_run"), ("--no-wait", "no_wait"), ("--wait", "wait")):
+        if options[key]:
+            raise click.UsageError(f"{flag} is for one job, not a sweep or a file of jobs")
+    if options["jobs_file"]:
+        if template is not None or argv is not None or options["grid"] or options["sweep_file"]:
+            raise click.UsageError("--file holds whole jobs: give no TEMPLATE, command or --sweep with it")
+        body = parse.json_file(options["jobs_file"], "--file")
+        if not isinstance(body, list):
+            raise click.BadParameter("a JSON list of jobs", param_hint="--file")
+    else:
+        if template is None or argv is not None:
+            raise click.UsageError("--sweep and --sweep-file sweep a TEMPLATE (not a command after --)")
+        body = submission(template, None, options)
+        sweep: dict = {}
+        if options["grid"]:
+            sweep["grid"] = dict(parse.values(text, "--sweep") for text in options["grid"])
+        if options["sweep_file"]:
+            sweep["sets"] = parse.json_file(options["sweep_file"], "--sweep-file")
+        body["sweep"] = sweep
+    state = ctx.ensure_object(State)
+    made = state.api.post("/jobs", body, idempotency_key=uuid.uuid4().hex)
+    sweep = made["sweep"]
+    if options["fmt"] == "json":
+        click.echo(json.dumps(made, indent=2))
+    elif options["quiet"]:
+        click.echo(sweep["id"])
+    else:
+        ids = [job["id"] for job in made["jobs"]]
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(sweep["counts"].items()))
+        click.echo(
+            f"sweep {sweep['id']} submitted: {sweep['size']} jobs {sweep['name']}[0-{sweep['size'] - 1}] "
+            f"(ids {ids[0]}-{ids[-1]}; {counts})"
+        )
+
+
 def submission(template, argv, options) -> dict:
     """The POST /api/v1/jobs body: only what the command line gave, so the server's defaults hold."""
     body: dict = {"template": template} if template is not None else {"argv": list(argv)}
     if options["params"]:
         body["params"] = {k: parse.json_value(v) for k, v in (parse.pair(p, "-p") for p in options["params"])}
-    simple = ("gpu_count", "priority", "name", "gpu_model", "target", "max_attempts")
+    simple = (
+        "gpu_count",
+        "nodes",
+        "gpus_per_node",
+        "priority",
+        "name",
+        "gpu_model",
+        "target",
+        "max_attempts",
+    )
     body.update({key: options[key] for key in simple if options[key] is not None})
     if options["time_limit"]:
         body["time_limit_seconds"] = parse.duration(options["time_limit"], "--time-limit")
@@ -143,6 +219,8 @@ def submission(template, argv, options) -> dict:
         body["env"] = dict(parse.pair(e, "--env") for e in options["env"])
     if options["depends_on"]:
         body["depends_on"] = parse.ids(options["depends_on"], "--depends-on")
+    if options["depends_on_sweep"]:
+        body["depends_on_sweeps"] = parse.ids(options["depends_on_sweep"], "--depends-on-sweep")
     if options["after"]:
         body["start_after"] = parse.start_time(options["after"], "--after")
     if options["resources"]:

@@ -2,13 +2,13 @@
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gpus.models import Allocation, Gpu, Node
 from gpus.services import node_set_drained
+from scheduling.api import shapes
 
 
 def node_view(node: Node, holders: dict[int, dict] | None = None) -> dict:
@@ -58,7 +58,7 @@ def _nodes():
 
 
 class NodeList(APIView):
-    @extend_schema(responses=inline_serializer("Nodes", {"nodes": serializers.ListField()}))
+    @extend_schema(responses=shapes.NodesOut)
     def get(self, request):
         return Response({"nodes": [node_view(node) for node in _nodes()]})
 
@@ -66,7 +66,7 @@ class NodeList(APIView):
 class NodeDrain(APIView):
     drained = True
 
-    @extend_schema(request=None, responses=inline_serializer("Node", {"name": serializers.CharField()}))
+    @extend_schema(request=None, responses=shapes.NodeOut)
     def post(self, request, name: str):
         node = node_set_drained(
             node=get_object_or_404(Node, name=name), user=request.user, drained=self.drained
@@ -83,10 +83,13 @@ class SystemStatus(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("include_allocation", bool)],
-        responses=inline_serializer("SystemStatus", {"nodes": serializers.ListField()}),
+        responses=shapes.SystemStatusOut,
     )
     def get(self, request):
-        with_allocation = request.query_params.get("include_allocation", "").lower() in ("1", "true", "yes")
+        raw = request.query_params.get("include_allocation", "false")
+        if raw not in ("true", "false"):
+            return Response({"include_allocation": ["true or false"]}, status=400)
+        with_allocation = raw == "true"
         holders = None
         if with_allocation:
             holders = {

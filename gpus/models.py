@@ -79,7 +79,7 @@ class Allocation(models.Model):
     gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="allocations")
     job = models.ForeignKey("scheduling.Job", on_delete=models.CASCADE, related_name="allocations")
     attempt = models.PositiveIntegerField()
-    allocated_at = models.DateTimeField(default=timezone.now)
+    allocated_at = models.DateTimeField(default=timezone.now)  # the tick sets the database's clock
     released_at = models.DateTimeField(null=True, blank=True)
 
     objects = AllocationQuerySet.as_manager()

@@ -15,7 +15,7 @@ from gpus import inventory
 from gpus import procs as gpu_procs
 from gpus.inventory import GpuInfo
 from gpus.models import Gpu, Node, NodeStatus
-from scheduling import events
+from scheduling import events, ticker, timeseries
 
 log = logging.getLogger("gpuq.nodes")
 
@@ -33,10 +33,11 @@ def node_register(
                 "backend": backend,
                 "labels": labels,
                 "boot_id": boot_id,
-                "heartbeat_at": now,
+                "heartbeat_at": Now(),  # the database's clock, as every heartbeat (this machine's may be off)
                 "local": local,
             },
         )
+        node.refresh_from_db(fields=["heartbeat_at"])
         if node.status == NodeStatus.OFFLINE:
             Node.objects.filter(pk=node.pk).update(status=NodeStatus.ONLINE)
             node.status = NodeStatus.ONLINE
@@ -62,14 +63,19 @@ def node_refresh_gpus(
     with an error, or no longer reported, is marked unhealthy with the reason (never deleted: its
     allocation history stays); when it is reported well again it is healthy again. A GPU an admin made
     unhealthy by hand (no reason) stays so until the node registers again."""
+    now = timezone.now()
     with transaction.atomic():
         _apply_inventory(
             node,
             gpus,
             our_pids=our_pids,
-            now=timezone.now(),
+            now=now,
             revive_all=False,
             missing_reason=missing_reason or f"no longer reported by {node.backend}",
+        )
+        # The readings of GPUs held by jobs become points of their charts.
+        timeseries.record_gpu_readings(
+            node_id=node.pk, readings={info.index: info for info in gpus if not info.error}, at=now
         )
         events.emit_node(node.name, refreshed=True)
 
@@ -204,5 +210,5 @@ def node_set_drained(*, node: Node, user, drained: bool) -> Node:
         events.emit_node(node.name, drained=drained)
     node.drained = drained
     if not drained:
-        events.request_tick()
+        ticker.request_tick()
     return node

@@ -88,12 +88,15 @@ INSTALLED_APPS = [
     "accounts",
     "gpus",
     "scheduling",
+    "notifications",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Compresses pages, fragments and the API, except responses marked as carrying a secret (BREACH).
     "queueproject.compression.GZipMiddleware",
+    # Every 4xx under /api/ is JSON; a body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 before it is read.
+    "queueproject.api_errors.ApiErrorsMiddleware",
     "queueproject.unavailable.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -112,8 +115,8 @@ AUTHENTICATION_BACKENDS = [
     "guardian.backends.ObjectPermissionBackend",
 ]
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: every page and endpoint needs a login
-# Each web process relays the Event table to its own websocket clients (scheduling.live): no broker needed.
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Each web process relays the Event table to its own websocket clients (scheduling.relay): no broker and
+# no channel layer (whose in-memory queues drop messages past their capacity without a word).
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -145,7 +148,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests that start real processes need a database file those processes can open.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-gpuq.sqlite3")}
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+    # Persistent connections: a new PostgreSQL connection per request or per loop costs more than the
+    # work. Health checks (below) replace a connection the server dropped.
+    DATABASES["default"]["CONN_MAX_AGE"] = env_float("GPUQ_DB_CONN_MAX_AGE", 300.0, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # A database that is away must answer with an error, never with silence: bounded connects, TCP
     # keepalives and a bound on unacknowledged sends (a black-holed link), and a statement timeout.
@@ -195,6 +200,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "scheduling.api.paging.CappedLimitOffset",
     "PAGE_SIZE": env_int("GPUQ_PAGE_SIZE", 50, minimum=1),
     "EXCEPTION_HANDLER": "scheduling.api.errors.exception_handler",
+    # JSON only, with exact types (queueproject/strict.py); form bodies are a 415.
+    "DEFAULT_PARSER_CLASSES": ["queueproject.strict.StrictJSONParser"],
     # Rates come from GPUQ_THROTTLE_* below; each class reads its own setting (accounts/throttling.py).
     # Anonymous requests are counted by AnonymousRateLimit above; submissions by SubmitThrottle.
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.UserThrottle"],
@@ -210,7 +217,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served by gpuq itself: no CDN needed
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # A transition's from_status and to_status share one enum (else `check --deploy` warns).
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "scheduling.states.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "scheduling.states.Status",
+        "WaitReasonEnum": "scheduling.models.WaitReason",
+        "SimulationStatusEnum": "scheduling.models.Simulation.Status",
+        "NotificationKindEnum": "notifications.models.Kind",
+    },
+    # Input and output shapes apart (read-only fields are not asked for), and one `Error` shape declared
+    # for every 4xx of every operation (queueproject/schema.py).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "queueproject.schema.add_error_responses",
+    ],
     # The ways to log in that the schema documents (AnonymousRateLimit only counts anonymous requests).
     "AUTHENTICATION_WHITELIST": [
         "accounts.authentication.HashedTokenAuthentication",
@@ -221,6 +240,8 @@ SPECTACULAR_SETTINGS = {
 # --- gpuq's own settings (each documented in the README) ---
 GPUQ_NODE_NAME = env_str("GPUQ_NODE_NAME", socket.gethostname().split(".")[0] or "local")
 GPUQ_NODE_LOCAL = env_bool("GPUQ_NODE_LOCAL", False)  # set by gpuq_serve for the server's own node
+# Where the other nodes of a gang job reach this one when it runs rank 0 (MASTER_ADDR).
+GPUQ_NODE_ADDRESS = env_str("GPUQ_NODE_ADDRESS", socket.gethostname() or "127.0.0.1")
 GPUQ_INVENTORY = env_str("GPUQ_INVENTORY", "auto")  # auto | nvml | declared
 GPUQ_DECLARED_GPUS = env_str("GPUQ_DECLARED_GPUS", "2x24GB")
 GPUQ_LOG_DIR = Path(env_str("GPUQ_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
@@ -248,14 +269,36 @@ GPUQ_RUN_AS_ACCOUNT = env_str("GPUQ_RUN_AS_ACCOUNT", "nobody").strip()
 GPUQ_RUN_JOBS_AS_ROOT_UNSAFE = env_bool("GPUQ_RUN_JOBS_AS_ROOT_UNSAFE", False)
 # Logs shipped to the database (scheduling.logship): the last this many bytes of each job are kept there.
 GPUQ_LOG_DB_MAX_BYTES = env_int("GPUQ_LOG_DB_MAX_BYTES", 16 * 1024 * 1024, minimum=64 * 1024)
+# The most a job's GPUQ_PROGRESS_FILE may hold; a larger one is stored as a short reason instead.
+GPUQ_PROGRESS_MAX_BYTES = env_int("GPUQ_PROGRESS_MAX_BYTES", 16 * 1024, minimum=256)
+# Charts of a job's life (scheduling/timeseries.py): the most points kept per series of an attempt (a full
+# series is thinned to half, evenly over its time span) and the most series from one job's progress file.
+GPUQ_JOB_METRICS_MAX_POINTS = env_int("GPUQ_JOB_METRICS_MAX_POINTS", 1000, minimum=10)
+GPUQ_JOB_METRICS_MAX_SERIES = env_int("GPUQ_JOB_METRICS_MAX_SERIES", 20, minimum=1)
 # While the database is away the API answers 503 with this Retry-After.
 GPUQ_RETRY_AFTER_SECONDS = env_int("GPUQ_RETRY_AFTER_SECONDS", 5, minimum=1)
 # How long an Idempotency-Key of POST /api/v1/jobs is remembered.
 GPUQ_IDEMPOTENCY_HOURS = env_float("GPUQ_IDEMPOTENCY_HOURS", 24.0, minimum=0.01)
+# Retention (scheduling/retention.py): where the transition logs of removed jobs are archived (gzipped
+# JSON Lines, one file a month), how long events stay for reconnecting clients, how many jobs one
+# cleanup transaction removes, and how long expired API tokens and django-q2 task results are kept.
+GPUQ_ARCHIVE_DIR = Path(env_str("GPUQ_ARCHIVE_DIR", str(DATA_DIR / "archive"))).resolve()
+GPUQ_EVENT_WINDOW_HOURS = env_float("GPUQ_EVENT_WINDOW_HOURS", 24.0, minimum=0.01)
+GPUQ_RETENTION_BATCH = env_int("GPUQ_RETENTION_BATCH", 200, minimum=1)
+GPUQ_EXPIRED_TOKEN_DAYS = env_float("GPUQ_EXPIRED_TOKEN_DAYS", 30.0)
+GPUQ_TASK_RESULT_DAYS = env_float("GPUQ_TASK_RESULT_DAYS", 7.0)
 # Serve /static/ from the app itself (fine for the embedded default; use a web server at scale).
 GPUQ_SERVE_STATIC = env_bool("GPUQ_SERVE_STATIC", True)
 # How often a websocket re-reads its user and session, closing when either ended (scheduling.live).
 GPUQ_WS_RECHECK_SECONDS = env_float("GPUQ_WS_RECHECK_SECONDS", 30.0, minimum=0.05)
+# The live relay (scheduling/relay.py): events a socket may fall behind before it is told to resync; on
+# SQLite the longest wait between two looks at the database when idle; on PostgreSQL, where NOTIFY wakes
+# the relay, a look every so often anyway.
+GPUQ_WS_QUEUE_EVENTS = env_int("GPUQ_WS_QUEUE_EVENTS", 5000, minimum=1)
+GPUQ_EVENTS_IDLE_POLL_SECONDS = env_float("GPUQ_EVENTS_IDLE_POLL_SECONDS", 0.5, minimum=0.02)
+GPUQ_EVENTS_SAFETY_SECONDS = env_float("GPUQ_EVENTS_SAFETY_SECONDS", 30.0, minimum=1)
+# How often each web process's live relay writes the lag it saw (event written → relayed) for /metrics.
+GPUQ_RELAY_REPORT_SECONDS = env_float("GPUQ_RELAY_REPORT_SECONDS", 15.0, minimum=0)
 GPUQ_KILL_GRACE_SECONDS = env_float("GPUQ_KILL_GRACE_SECONDS", 10.0)
 GPUQ_HEARTBEAT_SECONDS = env_float("GPUQ_HEARTBEAT_SECONDS", 2.0, minimum=0.05)
 GPUQ_LEASE_SECONDS = env_float("GPUQ_LEASE_SECONDS", 20.0, minimum=0.5)
@@ -265,6 +308,9 @@ GPUQ_LEASE_MARGIN_SECONDS = env_float("GPUQ_LEASE_MARGIN_SECONDS", 5.0)
 GPUQ_DISPATCH_TIMEOUT_SECONDS = env_float("GPUQ_DISPATCH_TIMEOUT_SECONDS", 120.0, minimum=1)
 # Test only: the boot id this process reports instead of the kernel's (a node "on another machine").
 GPUQ_BOOT_ID_OVERRIDE = env_str("GPUQ_BOOT_ID_OVERRIDE", "")
+# Test only: seconds this process's wall clock (Django's timezone.now) is off, as on a machine whose clock
+# is wrong; the fault tests skew nodes with it (scheduling/apps.py applies it).
+GPUQ_CLOCK_OFFSET_SECONDS = env_float("GPUQ_CLOCK_OFFSET_SECONDS", 0.0, minimum=-float("inf"))
 GPUQ_NODE_TIMEOUT_SECONDS = env_float("GPUQ_NODE_TIMEOUT_SECONDS", 15.0, minimum=0.5)
 try:  # refuse at start a configuration that lets a job's re-run overlap its old process
     leases.check(
@@ -280,13 +326,19 @@ GPUQ_TICK_SECONDS = env_float("GPUQ_TICK_SECONDS", 5.0, minimum=0.1)
 GPUQ_INVENTORY_REFRESH_SECONDS = env_float("GPUQ_INVENTORY_REFRESH_SECONDS", 30.0, minimum=1)
 GPUQ_CANCEL_POLL_SECONDS = env_float("GPUQ_CANCEL_POLL_SECONDS", 0.25, minimum=0.01)
 GPUQ_DEFAULT_RUNTIME_SECONDS = env_float("GPUQ_DEFAULT_RUNTIME_SECONDS", 3600.0, minimum=1)
+# Every job has a time limit: the submit's, else its template's default, else its level's, else this.
+GPUQ_DEFAULT_TIME_LIMIT_SECONDS = env_int("GPUQ_DEFAULT_TIME_LIMIT_SECONDS", 86400, minimum=1)
 GPUQ_ESTIMATE_DEPTH = env_int("GPUQ_ESTIMATE_DEPTH", 100, minimum=1)
 # Lists (pages and API): rows per page by default, and the most one request may ask for (`size`, `limit`).
 GPUQ_PAGE_SIZE = env_int("GPUQ_PAGE_SIZE", 50, minimum=1)
-# Reads of the queue reuse their process's last plan while no event and no job is new, this long at most.
-GPUQ_PLAN_REUSE_SECONDS = env_float("GPUQ_PLAN_REUSE_SECONDS", 5.0)
+# A tick simulates estimated start times (many plans) at most this often; other ticks keep the last ones.
+GPUQ_ESTIMATE_SECONDS = env_float("GPUQ_ESTIMATE_SECONDS", 5.0, minimum=0)
 GPUQ_MAX_PAGE_SIZE = max(env_int("GPUQ_MAX_PAGE_SIZE", 500, minimum=1), GPUQ_PAGE_SIZE)
+# The longest range the analytics page and API cover at once (hourly figures: 24 per day).
+GPUQ_ANALYTICS_MAX_DAYS = env_int("GPUQ_ANALYTICS_MAX_DAYS", 31, minimum=1)
 GPUQ_DEFAULT_MAX_ATTEMPTS = env_int("GPUQ_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
+# Jobs one bulk submission or sweep may create (POST /api/v1/jobs with a list or a "sweep").
+GPUQ_BULK_MAX_JOBS = env_int("GPUQ_BULK_MAX_JOBS", 10000, minimum=1)
 GPUQ_JOB_ENV_PASSTHROUGH = env_list(
     "GPUQ_JOB_ENV_PASSTHROUGH", ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
 )
@@ -299,14 +351,56 @@ GPUQ_THROTTLE_AUTH_FAILURES = env_rate("GPUQ_THROTTLE_AUTH_FAILURES", "20/min")
 GPUQ_LOGIN_MAX_FAILURES = env_int("GPUQ_LOGIN_MAX_FAILURES", 10, minimum=1)
 GPUQ_LOGIN_LOCKOUT_SECONDS = env_int("GPUQ_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 GPUQ_TOKEN_MAX_DAYS = env_int("GPUQ_TOKEN_MAX_DAYS", 90, minimum=1)
+
+# What-if simulator (scheduling.simulations): jobs a run may replay, history days it may read, runs of at
+# most this many jobs × policy sets done in the request (bigger ones are django-q2 tasks), days kept.
+GPUQ_SIMULATION_MAX_JOBS = env_int("GPUQ_SIMULATION_MAX_JOBS", 20000, minimum=1)
+GPUQ_SIMULATION_MAX_DAYS = env_int("GPUQ_SIMULATION_MAX_DAYS", 90, minimum=1)
+GPUQ_SIMULATION_INLINE_JOBS = env_int("GPUQ_SIMULATION_INLINE_JOBS", 2000, minimum=0)
+GPUQ_SIMULATION_KEEP_DAYS = env_int("GPUQ_SIMULATION_KEEP_DAYS", 30, minimum=1)
 # Throttles count in Django's cache. The default is per process: with several web processes each counts
 # on its own (limits multiply by the number of processes). Django's RedisCache would need redis-py.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpuq"}}
+
+# Daphne processes of `gpuq_web` (and so of `gpuq_serve`): Daphne runs views one at a time per process,
+# so more processes serve more requests at once, up to the machine's cores (scheduling/.../gpuq_web.py).
+GPUQ_WEB_WORKERS = env_int("GPUQ_WEB_WORKERS", 1, minimum=1)
+# PostgreSQL: connections each web process keeps in its pool (requests, relay, ticker); 0: no pool.
+GPUQ_WEB_DB_POOL_SIZE = env_int("GPUQ_WEB_DB_POOL_SIZE", 10)
 
 # --- /metrics (scheduling/metrics.py): a scrape sends `Authorization: Bearer <token>` or comes from an
 # address of the allow-list; anything else is refused (403) ---
 GPUQ_METRICS_TOKEN = env_str("GPUQ_METRICS_TOKEN", "")
 GPUQ_METRICS_ALLOW = env_networks("GPUQ_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+
+# --- notifications (notifications/; README "Notifications") ---
+GPUQ_NOTIFY_ENABLED = env_bool("GPUQ_NOTIFY_ENABLED", True)
+# The django-q2 queue of the sending tasks; each node starts a small cluster on it when there is something
+# to send (never the executors' cluster, whose workers are busy for as long as their jobs run).
+GPUQ_NOTIFY_QUEUE = env_str("GPUQ_NOTIFY_QUEUE", "gpuq-notify")
+GPUQ_NOTIFY_WORKERS = env_int("GPUQ_NOTIFY_WORKERS", 1, minimum=1)
+GPUQ_NOTIFY_TIMEOUT_SECONDS = env_float("GPUQ_NOTIFY_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+GPUQ_NOTIFY_MAX_ATTEMPTS = env_int("GPUQ_NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
+GPUQ_NOTIFY_BACKOFF_SECONDS = env_float("GPUQ_NOTIFY_BACKOFF_SECONDS", 30.0)
+GPUQ_NOTIFY_BACKOFF_MAX_SECONDS = env_float("GPUQ_NOTIFY_BACKOFF_MAX_SECONDS", 3600.0)
+GPUQ_NOTIFY_LOG_LINES = env_int("GPUQ_NOTIFY_LOG_LINES", 20)
+GPUQ_NOTIFY_WAITING_SECONDS = env_float("GPUQ_NOTIFY_WAITING_SECONDS", 4 * 3600.0)  # 0: no waiting_long
+GPUQ_NOTIFY_DELIVERY_DAYS = env_float("GPUQ_NOTIFY_DELIVERY_DAYS", 30.0, minimum=0.01)
+# Webhooks to these addresses are refused when sent (cloud metadata services by default).
+GPUQ_NOTIFY_WEBHOOK_DENY = env_networks("GPUQ_NOTIFY_WEBHOOK_DENY", ["169.254.0.0/16", "fe80::/10"])
+GPUQ_NOTIFY_BASE_URL = env_str("GPUQ_NOTIFY_BASE_URL", "")  # e.g. https://gpuq.example.org: links in messages
+# E-mail: Django's mail framework, any SMTP server.
+EMAIL_BACKEND = GPUQ_EMAIL_BACKEND = env_str(
+    "GPUQ_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_HOST = env_str("GPUQ_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("GPUQ_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("GPUQ_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("GPUQ_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("GPUQ_EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("GPUQ_EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = GPUQ_NOTIFY_TIMEOUT_SECONDS
+DEFAULT_FROM_EMAIL = env_str("GPUQ_EMAIL_FROM", "gpuq@localhost")
 
 # --- django-q2 ---
 # Each node's executor cluster consumes the queue named after the node (Q_CLUSTER_NAME, set only by the
@@ -323,12 +417,22 @@ Q_CLUSTER = {
     "ack_failures": True,
     "max_attempts": 1,
     "poll": env_float("GPUQ_Q_POLL_SECONDS", 0.05, minimum=0.01),
+    # The sentinel's check of its processes (and its status record): every 0.5 s by default, which is
+    # most of an idle cluster's CPU; our tasks have no django-q2 timeout for it to count down.
+    "guard_cycle": 2.0,
+    # Waits for work instead of polling, with its lock times from the database's clock (machines' clocks
+    # may disagree): scheduling/broker.py. "" is django-q2's own ORM broker (for benchmarks' baselines).
+    "broker_class": env_str("GPUQ_Q_BROKER_CLASS", "scheduling.broker.WakingORM"),
     "catch_up": False,
     "save_limit": 1000,
     "label": "Tasks",
     "log_level": env_str("GPUQ_Q_LOG_LEVEL", "WARNING"),
     "ALT_CLUSTERS": {},
 }
+
+# The broker's pusher looks at its queue at least this often even when nothing woke it (bounds a
+# cluster's stop).
+GPUQ_Q_IDLE_POLL_SECONDS = env_float("GPUQ_Q_IDLE_POLL_SECONDS", 1.0, minimum=0.05)
 
 LOGGING = {
     "version": 1,

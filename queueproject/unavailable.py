@@ -3,7 +3,7 @@
 import logging
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpResponse, JsonResponse
 
 log = logging.getLogger("gpuq.web")
@@ -16,6 +16,9 @@ UNAVAILABLE = (OperationalError, InterfaceError)
 def unavailable_response(request, error: Exception) -> HttpResponse:
     retry_after = settings.GPUQ_RETRY_AFTER_SECONDS
     log.warning("%s %s: database unavailable (%s)", request.method, request.path, error)
+    pool = getattr(connection, "pool", None)  # gpuq_web's on PostgreSQL (gpuq_web.pool_connections)
+    if pool is not None:
+        pool.drain()  # its idle connections likely broke with this one: the next requests get new ones
     if request.path.startswith("/api/"):
         response = JsonResponse(
             {"detail": "The database is unavailable; retry later.", "retry_after": retry_after},

@@ -6,11 +6,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
 from accounts.admin import AdminsOnly
 from accounts.permissions import can_administer, can_see_env, can_view_job, visible_jobs
-from scheduling import selectors, services
+from scheduling import retention, selectors, services, ticker
 from scheduling.models import GpuQuota, Job, JobAudit, JobStateTransition, JobTemplate, SchedulingPolicy
+from scheduling.states import TERMINAL
 from scheduling.transitions import TransitionConflict
 
 
@@ -113,7 +115,25 @@ class JobAdmin(admin.ModelAdmin):
         return can_administer(request.user)
 
     def has_delete_permission(self, request, obj=None):
-        return can_administer(request.user)
+        # An active job is never deleted: cancel it (the status door) first.
+        return can_administer(request.user) and (obj is None or obj.status in TERMINAL)
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, Job.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        """Deletes go through retention (transitions archived, files removed); active jobs are refused."""
+        ids = list(queryset.values_list("pk", flat=True))
+        now = timezone.now()
+        removed = retention.jobs_cleanup(finished_before=now, now=now, ids=ids)
+        kept = len(ids) - removed.jobs
+        if kept:
+            self.message_user(
+                request,
+                f"{kept} job(s) not deleted: active jobs (cancel them first) and finished jobs that an "
+                "active job depends on are kept.",
+                messages.WARNING,
+            )
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
@@ -163,6 +183,8 @@ class JobAdmin(admin.ModelAdmin):
             return JsonResponse({"detail": str(error)}, status=403)
         except ValidationError as error:
             return JsonResponse({"detail": "; ".join(error.messages)}, status=400)
+        # The dragging admin waits for the tick that places the job (as `POST /api/v1/queue/process`).
+        ticker.run(force=True, wait=True)
         order = [entry.job.pk for entry in selectors.queue().pending]
         return JsonResponse({"order": order})
 
@@ -228,7 +250,15 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(JobTemplate)
 class JobTemplateAdmin(AdminsOnly, admin.ModelAdmin):
-    list_display = ["name", "default_gpu_count", "default_time_limit_seconds", "batchable", "enabled"]
+    list_display = [
+        "name",
+        "default_gpu_count",
+        "default_time_limit_seconds",
+        "max_time_limit_seconds",
+        "batchable",
+        "allow_idle",
+        "enabled",
+    ]
     search_fields = ["name", "description"]
 
 
@@ -249,3 +279,6 @@ class GpuQuotaAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ["__str__", "user", "team", "daily_gpu_seconds", "weekly_gpu_seconds"]
     search_fields = ["user__username", "team__name"]
     autocomplete_fields = ["user", "team"]
+
+
+from scheduling import simulations_admin  # noqa: E402, F401  (registers the Simulation admin)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.db.models import Q
 
-from scheduling.models import Job, JobTemplate
+from scheduling.models import Job, JobTemplate, WaitReason
 from scheduling.states import HOLDS_GPUS, Status
 from scheduling.transitions import InvalidTransition, TransitionConflict, transition
 
@@ -46,10 +46,18 @@ def batch_key(template: JobTemplate, fields: dict) -> str:
 
 def form(now: datetime) -> None:
     """Free members of departed leaders; form the batches that are ready; tell the rest why they wait.
-    Runs inside the tick (under its lock), before the planner."""
-    Job.objects.filter(status=Status.PENDING, batch_role=MEMBER).exclude(
+    Runs inside the tick (under its lock), before the planner; every tick passes here before it can
+    start a job, so a queue with no batching costs one query, and nothing is written unless needed (on
+    SQLite an UPDATE takes the write lock even when it changes no row)."""
+    if not Job.objects.filter(
+        status__in=(Status.PENDING, Status.DISPATCHED), batch_role__in=(MEMBER, COLLECTING)
+    ).exists():
+        return
+    orphans = Job.objects.filter(status=Status.PENDING, batch_role=MEMBER).exclude(
         batch_leader__status__in=_LEADER_ALIVE
-    ).update(batch_role=COLLECTING, batch_leader=None)
+    )
+    if orphans.exists():
+        orphans.update(batch_role=COLLECTING, batch_leader=None)
     # Dispatched with a leader that was cancelled or requeued before it ran: back to the queue.
     for member in Job.objects.filter(status=Status.DISPATCHED, batch_role=MEMBER).exclude(
         batch_leader__status__in=HOLDS_GPUS
@@ -80,19 +88,19 @@ def form(now: datetime) -> None:
             first_arrival = min(job.submitted_at for job in jobs)
             if len(jobs) < size and first_arrival + window > now:
                 Job.objects.filter(pk__in=[j.pk for j in jobs]).update(
-                    wait_reason="batching",
+                    wait_reason=WaitReason.BATCHING,
                     wait_detail=f"collecting a batch of up to {size} until {first_arrival + window:%H:%M:%S} UTC",
                 )
                 break
             batch, jobs = jobs[:size], jobs[size:]
             leader, members = batch[0], batch[1:]
             Job.objects.filter(pk=leader.pk).update(
-                batch_role=LEADER if members else "", wait_reason="", wait_detail=""
+                batch_role=LEADER if members else "", wait_reason=WaitReason.NONE, wait_detail=""
             )
             Job.objects.filter(pk__in=[m.pk for m in members]).update(
                 batch_role=MEMBER,
                 batch_leader=leader,
-                wait_reason="batch",
+                wait_reason=WaitReason.BATCH,
                 wait_detail=f"runs in the batch of job {leader.pk}",
             )
 
@@ -100,6 +108,11 @@ def form(now: datetime) -> None:
 def planned() -> Q:
     """Pending jobs the planner considers: not those collecting a batch or riding in one."""
     return ~Q(batch_role__in=(COLLECTING, MEMBER))
+
+
+def is_planned(job: Job) -> bool:
+    """`planned()` for one job in hand."""
+    return job.batch_role not in (COLLECTING, MEMBER)
 
 
 def dispatch_members(leader: Job, **fields) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from queueproject.refusals import Forbidden, Unprocessable
 from scheduling.templating import placeholders
 
 MAX_NAME_LENGTH = 128
@@ -104,25 +105,25 @@ def check_env(env: Any, *, allowed: dict[str, str] | None) -> dict[str, str]:
     for name, value in env.items():
         label = repr(name)[:60] if not isinstance(name, str) else name[:60]
         if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
-            raise ValidationError({"env": f"{label}: names are ASCII letters, digits and _"})
+            raise Unprocessable({"env": f"{label}: names are ASCII letters, digits and _"})
         if len(name) > MAX_NAME_LENGTH:
-            raise ValidationError({"env": f"{label}…: a name has at most {MAX_NAME_LENGTH} characters"})
+            raise Unprocessable({"env": f"{label}…: a name has at most {MAX_NAME_LENGTH} characters"})
         if name.startswith(RESERVED_PREFIXES):
-            raise ValidationError({"env": f"{name}: set by gpuq, not by the job"})
+            raise Unprocessable({"env": f"{name}: set by gpuq, not by the job"})
         if allowed is None:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValidationError({"env": f"{name}: the value must be a string or a number"})
             value = str(value)
         else:
             if dangerous(name):
-                raise ValidationError(
+                raise Forbidden(
                     {
                         "env": f"{name}: changes which program runs or what it loads; needs the raw-command permission"
                     }
                 )
             if name not in allowed:
                 names = ", ".join(sorted(allowed)) or "none"
-                raise ValidationError({"env": f"{name}: not allowed by this template (it allows: {names})"})
+                raise Unprocessable({"env": f"{name}: not allowed by this template (it allows: {names})"})
             if not isinstance(value, str):
                 raise ValidationError({"env": f"{name}: the value must be a string"})
         if "\x00" in value:
@@ -130,7 +131,7 @@ def check_env(env: Any, *, allowed: dict[str, str] | None) -> dict[str, str]:
         if len(value) > MAX_VALUE_LENGTH:
             raise ValidationError({"env": f"{name}: a value has at most {MAX_VALUE_LENGTH} characters"})
         if allowed is not None and not _matches(allowed[name], value):
-            raise ValidationError({"env": f"{name}: the value must match {allowed[name]}"})
+            raise Unprocessable({"env": f"{name}: the value must match {allowed[name]}"})
         checked[name] = value
     return checked
 
@@ -145,22 +146,22 @@ def _matches(pattern: Any, value: str) -> bool:
 def check_allowed_env(allowed_env: Any) -> None:
     """A template's allowed_env: {NAME: regex}, no reserved or dangerous name, each pattern compiling."""
     if not isinstance(allowed_env, dict):
-        raise ValidationError({"allowed_env": 'an object of NAME: regex, e.g. {"NCCL_DEBUG": "INFO|WARN"}'})
+        raise Unprocessable({"allowed_env": 'an object of NAME: regex, e.g. {"NCCL_DEBUG": "INFO|WARN"}'})
     for name, pattern in allowed_env.items():
         if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
-            raise ValidationError({"allowed_env": f"{name!r}: names are ASCII letters, digits and _"})
+            raise Unprocessable({"allowed_env": f"{name!r}: names are ASCII letters, digits and _"})
         if name.startswith(RESERVED_PREFIXES):
-            raise ValidationError({"allowed_env": f"{name}: set by gpuq, not by the job"})
+            raise Unprocessable({"allowed_env": f"{name}: set by gpuq, not by the job"})
         if dangerous(name):
-            raise ValidationError(
+            raise Unprocessable(
                 {"allowed_env": f"{name}: changes which program runs or what it loads; it cannot be allowed"}
             )
         if not isinstance(pattern, str):
-            raise ValidationError({"allowed_env": f"{name}: the pattern must be a string (a regex)"})
+            raise Unprocessable({"allowed_env": f"{name}: the pattern must be a string (a regex)"})
         try:
             re.compile(pattern)
         except re.error as error:
-            raise ValidationError({"allowed_env": f"{name}: not a valid regex: {error}"}) from None
+            raise Unprocessable({"allowed_env": f"{name}: not a valid regex: {error}"}) from None
 
 
 def world_executable(path: str) -> bool:
@@ -185,7 +186,7 @@ def absolute_program(program: str, *, field: str) -> str:
         if (hit := shutil.which(program, path=folder or os.curdir)) is not None
     ]
     if not found:
-        raise ValidationError({field: f"{program}: not found on the server; give an absolute path"})
+        raise Unprocessable({field: f"{program}: not found on the server; give an absolute path"})
     return next((hit for hit in found if world_executable(hit)), found[0])
 
 

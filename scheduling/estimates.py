@@ -173,16 +173,23 @@ def _simulate(
     starts: dict[int, float] = {}
     policies = replace(snap.policies, preemption=None)
     meta = {n.name: n for n in snap.nodes}
+    kept = snap.previous_reservations  # each simulated plan keeps the last one's, as ticks do
     for _ in range(4 * len(waiting) + 4):
         still = []
         for end, r, gpus in running:
             if end <= t:
                 completed.add(r.id)
-                if r.node in free:
-                    if not gpus:  # a job running at `now`: its GPU indices may be unknown, count is enough
-                        gpus = r.gpus or tuple(range(synthetic, synthetic - r.gpu_count, -1))
-                        synthetic -= r.gpu_count
-                    free[r.node].extend(gpus)
+                # A gang job gives its GPUs back on each of its nodes: `gpus` holds (node, GPUs) pairs.
+                counts = dict(r.parts) if r.parts else {r.node: r.gpu_count}
+                pieces = gpus if r.parts and gpus else tuple((n, gpus) for n in counts)
+                for node, back in pieces:
+                    if node in free:
+                        if not back:  # running at `now`: its GPU indices may be unknown, count is enough
+                            back = (r.gpus if not r.parts else ()) or tuple(
+                                range(synthetic, synthetic - counts[node], -1)
+                            )
+                            synthetic -= counts[node]
+                        free[node].extend(back)
             else:
                 still.append((end, r, gpus))
         running = still
@@ -194,15 +201,18 @@ def _simulate(
             policies=policies,
             nodes=tuple(replace(meta[name], free=tuple(g)) for name, g in free.items()),
             completed=frozenset(completed),
+            previous_reservations=kept,
         )
         result = planner.plan(sim, when)
+        kept = result.reservations
         started = {s.job_id: s for s in result.starts}
         gone = started.keys() | {f.job_id for f in result.fails}
         for job in remaining:
             if job.id in started:
                 start = started[job.id]
                 starts[job.id] = t
-                free[start.node] = [g for g in free[start.node] if g not in start.gpus]
+                for node, gpus in start.parts or ((start.node, start.gpus),):
+                    free[node] = [g for g in free[node] if g not in gpus]
                 simulated = planner.RunningJob(
                     id=job.id,
                     node=start.node,
@@ -213,8 +223,9 @@ def _simulate(
                     priority=job.priority,
                     resources=job.resources,
                     time_limit=job.time_limit,
+                    parts=tuple((node, len(gpus)) for node, gpus in start.parts),
                 )
-                running.append((t + lengths.get(job.id, INF), simulated, start.gpus))
+                running.append((t + lengths.get(job.id, INF), simulated, start.parts or start.gpus))
         remaining = [j for j in remaining if j.id not in gone]
         if not remaining:
             break

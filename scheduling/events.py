@@ -1,53 +1,7 @@
-"""After-commit side effects: ticks requested by status changes (the event-driven half of ticking)."""
+"""The live stream: events written in the transaction of the change they tell (ticks: scheduling.ticker)."""
 
-import logging
-import threading
-
-from django.conf import settings
 from django.db import transaction
-
-log = logging.getLogger("gpuq.events")
-_local = threading.local()
-
-
-def ticks_enabled() -> bool:
-    return getattr(settings, "GPUQ_EVENT_TICKS", True)
-
-
-def request_tick() -> None:
-    """Run one tick after the current transaction commits; several requests in one commit give one tick.
-
-    The tick runs inline in the process that made the change (web request, executor, node loop), so a
-    job submitted while a GPU is free is dispatched before the submit call returns. Requests made while
-    a tick is applying its own plan are dropped: that tick already sees the state it is changing.
-    """
-    if not ticks_enabled() or getattr(_local, "ticking", False):
-        return
-    connection = transaction.get_connection()
-    # A rolled-back transaction drops its callbacks, so a pending request is one still in this list.
-    if any(entry[1] is _run_requested_tick for entry in connection.run_on_commit):
-        return
-    transaction.on_commit(_run_requested_tick)
-
-
-def _run_requested_tick() -> None:
-    from scheduling.tick import tick
-
-    try:
-        tick()
-    except Exception:  # the periodic tick will retry; never fail the caller's committed work
-        log.exception("event-driven tick failed")
-
-
-class ticking:
-    """Context manager marking this thread as inside a tick."""
-
-    def __enter__(self):
-        _local.ticking = True
-
-    def __exit__(self, *exc):
-        _local.ticking = False
-
+from django.utils import timezone
 
 # --- the live stream (scheduling.models.Event), written inside the caller's transaction ---------------
 
@@ -74,29 +28,79 @@ def job_fields(job) -> dict:
 def emit_job(job, *, from_status: str, reason: str) -> None:
     from scheduling.models import Event
 
-    Event.objects.create(
+    _emit(
         kind=Event.Kind.JOB,
         job_id=job.pk,
         data={**job_fields(job), "from": str(from_status), "reason": reason},
     )
 
 
+def emit_jobs(jobs, *, from_status: str, reasons: list[str]) -> None:
+    """`emit_job` for many jobs, in one insert."""
+    from scheduling import fastinsert
+    from scheduling.models import Event
+
+    now = timezone.now()
+    fastinsert.insert_values(
+        Event,
+        [
+            {
+                "at": now,
+                "kind": Event.Kind.JOB,
+                "job_id": job.pk,
+                "data": {**job_fields(job), "from": str(from_status), "reason": why},
+            }
+            for job, why in zip(jobs, reasons, strict=True)
+        ],
+    )
+
+
+def emit_notice(job, notice: str, detail: str = "") -> None:
+    """A job event that changes no status but that the job's owner (or its approvers, or the admins) should
+    hear about: `notice` names what happened ("idle_warning", "stalled", "waiting_long", "quota_80", ...),
+    `detail` says it in words. Notifications are delivered from these events as from status changes."""
+    from scheduling.models import Event
+
+    _emit(
+        kind=Event.Kind.JOB,
+        job_id=job.pk,
+        data={**job_fields(job), "from": str(job.status), "reason": detail, "notice": notice},
+    )
+
+
 def emit_progress(job_id: int, progress: dict) -> None:
     from scheduling.models import Event
 
-    Event.objects.create(kind=Event.Kind.PROGRESS, job_id=job_id, data={"id": job_id, "progress": progress})
+    _emit(kind=Event.Kind.PROGRESS, job_id=job_id, data={"id": job_id, "progress": progress})
 
 
 def emit_node(name: str, **data) -> None:
     from scheduling.models import Event
 
-    Event.objects.create(kind=Event.Kind.NODE, data={"name": name, **data})
+    _emit(kind=Event.Kind.NODE, data={"name": name, **data})
 
 
 def emit_queue(changed: int) -> None:
     from scheduling.models import Event
 
-    Event.objects.create(kind=Event.Kind.QUEUE, data={"changed": changed})
+    _emit(kind=Event.Kind.QUEUE, data={"changed": changed})
+
+
+def _emit(**fields) -> None:
+    """Write an event; on SQLite also wake this process's relay when it commits (PostgreSQL's NOTIFY,
+    sent by the database with the commit, wakes the relays of every process)."""
+    from scheduling.models import Event
+
+    Event.objects.create(**fields)
+    connection = transaction.get_connection()
+    if connection.vendor == "sqlite" and not any(e[1] is _poke_relay for e in connection.run_on_commit):
+        transaction.on_commit(_poke_relay)
+
+
+def _poke_relay() -> None:
+    from scheduling.relay import relay
+
+    relay.poke()
 
 
 # What the queue page shows everyone of a job. Everything else an event says about a job (its progress and

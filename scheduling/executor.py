@@ -29,8 +29,9 @@ from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from scheduling import batching, events, leases, logship, policies, procs, runas
-from scheduling.models import Attempt, Job, StopRequest
+from scheduling import batching, events, leases, logship, policies, procs, runas, timeseries
+from scheduling import progress as job_progress
+from scheduling.models import Attempt, Job, StopRequest, WaitReason
 from scheduling.outage import Outage, drop_connection
 from scheduling.states import Status
 from scheduling.stops import stopped_outcome
@@ -149,14 +150,20 @@ class Fence(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(0.05):
-            if _clock() - self.last_contact > self.fence_after:
+            silent = _clock() - self.last_contact
+            if silent > self.fence_after:
                 self.fenced = True  # before the signal: the monitor must not take the exit for an outcome
                 log.warning(
                     "job %s: no database contact for %g s; stopping the job before its lease can be taken",
                     self.job_id,
-                    self.fence_after,
+                    silent,
                 )
-                procs.stop_group(self.pgid, settings.GPUQ_KILL_GRACE_SECONDS, poll=self.poll)
+                # Only the grace left before `fence_after + grace`: a machine frozen past its lease wakes
+                # late, and a whole grace then would keep the job alive into the take-over time.
+                grace = settings.GPUQ_KILL_GRACE_SECONDS
+                procs.stop_group(
+                    self.pgid, max(0.0, min(grace, self.fence_after + grace - silent)), poll=self.poll
+                )
                 return
 
 
@@ -184,6 +191,8 @@ def record_kept_outcome(job: Job, token: str) -> str | None:
     """Record an outcome an executor kept on this node's disk and could not record (it died while the
     database was away): the recorded status, or None when there is none or the attempt moved on."""
     path = outcome_file(job.pk, token)
+    if job.nodes > 1:
+        return None  # one part's outcome is not the gang's: the attempt is taken over as a whole
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -203,6 +212,7 @@ class Execution:
         self.fence: Fence | None = None
         self.identity: dict = {}
         self.progress = job.progress
+        self.series: set[str] = set()  # the names of this attempt's series from its progress (timeseries)
         self.shipper: logship.LogShipper | None = None
         self.account: runas.Account | None = None  # the Unix account the job runs as
 
@@ -222,11 +232,12 @@ class Execution:
     def _run(self) -> str:
         job = self.job
         runas.prepare_roots()
-        log_path = settings.GPUQ_LOG_DIR / f"job-{job.pk}.log"
+        log_path = self._log_path()
         batch = [job, *self.members]
+        log_jobs = self._log_jobs(batch)
         until_recorded(
             f"job {job.pk}: log path",
-            lambda: Job.objects.filter(pk__in=[j.pk for j in batch], lease_token=self.token).update(
+            lambda: Job.objects.filter(pk__in=log_jobs, lease_token=self.token).update(
                 log_path=str(log_path)
             ),
         )
@@ -235,7 +246,7 @@ class Execution:
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         os.fchmod(log_fd, 0o600)
         # The job's output goes to the database as it is written (the API reads it with no shared disk).
-        self.shipper = logship.LogShipper(log_path, [j.pk for j in batch], job.attempt)
+        self.shipper = logship.LogShipper(log_path, log_jobs, job.attempt)
         with open(log_fd, "ab", buffering=0) as log_file:
             try:
                 self.account = runas.job_account(job.owner)
@@ -290,6 +301,13 @@ class Execution:
             except OSError:
                 pass  # the outcome is what matters now; a full disk must not lose it
         return self._finish(outcome)
+
+    def _log_path(self) -> Path:
+        return settings.GPUQ_LOG_DIR / f"job-{self.job.pk}.log"
+
+    def _log_jobs(self, batch: list[Job]) -> list[int]:
+        """The jobs whose stored log this execution's output is (a batch's jobs share one file)."""
+        return [j.pk for j in batch]
 
     def _prepare(self, batch: list[Job]) -> tuple[list[str], dict[str, str]]:
         """The job's folders (its account's, 0700), its argv and environment (a batch: its manifest)."""
@@ -366,6 +384,11 @@ class Execution:
                     continue
                 if row is None:
                     return self._lose_lease(child, "its job moved on")
+                if row.get("broken"):  # a gang job whose other part failed or whose node was lost
+                    code = self._stop(child, grace)
+                    return Outcome(
+                        Status.FAILED, row["broken"], exit_code=code, error=row["broken"], cause="gang"
+                    )
                 if row["stop_request"]:
                     code = self._stop(child, grace)
                     status, fields = stopped_outcome(job, row["stop_request"])
@@ -411,9 +434,20 @@ class Execution:
                 mine.filter(job_id__in=[m.pk for m in self.members]).update(heartbeat_at=Now())
             if held and changed:
                 Job.objects.filter(pk=self.job.pk, lease_token=self.token).update(progress=progress)
+                self._record_series(progress)
                 events.emit_progress(self.job.pk, progress)
                 self.progress = progress
         return held
+
+    def _record_series(self, progress: dict) -> None:
+        """The report's numbers as points of the attempt's charts (in the caller's transaction)."""
+        timeseries.record_progress(
+            job_id=self.job.pk,
+            attempt=self.job.attempt,
+            progress=progress,
+            at=timezone.now(),
+            known=self.series,
+        )
 
     def _stop_row(self) -> dict | None:
         """The job's stop request, or None when the job is no longer running under this token."""
@@ -426,14 +460,12 @@ class Execution:
     def _read_progress(self) -> dict | None:
         if self.account is None:  # it never started
             return None
-        raw = runas.read_job_file(job_dir(self.job.pk) / "progress.json", self.account)
-        try:
-            data = json.loads(raw) if raw is not None else None
-        except ValueError:
-            return None
-        if data is None:
-            return None
-        return data if isinstance(data, dict) else {"value": data}
+        limit = settings.GPUQ_PROGRESS_MAX_BYTES
+        raw = runas.read_job_file(job_dir(self.job.pk) / "progress.json", self.account, limit=limit + 1)
+        progress = job_progress.parse(raw, limit)
+        if progress is not None and "rejected" in progress and progress != self.progress:
+            log.warning("job %s: progress not stored: %s", self.job.pk, progress["rejected"])
+        return progress
 
     def _lose_lease(self, child: subprocess.Popen, why: str) -> Outcome:
         log.warning(
@@ -481,6 +513,9 @@ class Execution:
         fields = {"exit_code": outcome.exit_code, "error": outcome.error, **outcome.fields}
         if progress is not None:
             fields["progress"] = progress
+            if progress != self.progress:  # its last report, written since the last heartbeat
+                self._record_series(progress)
+                self.progress = progress  # once, should recording the outcome be tried again
         status, reason = outcome.status, outcome.reason
         if self.members and outcome.status in (Status.COMPLETED, Status.FAILED):
             status, reason, extra = self._batch_outcome(self.job, outcome)
@@ -490,9 +525,18 @@ class Execution:
             status, reason = retry.pop("status"), retry.pop("reason")
             fields.update(retry)
         by = get_user_model().objects.filter(pk=outcome.by_id).first() if outcome.by_id else None
-        transition(
-            self.job, status, by=by, token=self.token, reason=reason, lease=_exit(outcome.exit_code), **fields
-        )
+        with transaction.atomic():
+            transition(
+                self.job,
+                status,
+                by=by,
+                token=self.token,
+                reason=reason,
+                lease=_exit(outcome.exit_code),
+                **fields,
+            )
+            if outcome.cause == "stalled":  # its owner may want to hear it (notifications' `stalled`)
+                events.emit_notice(self.job, "stalled", outcome.error)
         return str(status)
 
     def _flush_log(self) -> None:
@@ -546,7 +590,9 @@ class Execution:
         if delay is None:
             return None
         at = timezone.now() + timedelta(seconds=delay)
-        detail = f"{outcome.reason}; retry {job.attempt + 1} of up to {job.max_attempts}"
+        # Counted as the limit counts, in failures: runs that were no fault (a preemption, a lost dispatch)
+        # make `attempt` larger, and "retry 22 of up to 20" told nobody anything.
+        detail = f"{outcome.reason}; retry {job.faults + 2} of up to {job.max_attempts}"
         return {
             "status": Status.SCHEDULED if delay > 0 else Status.PENDING,
             "reason": f"{detail}, in {delay:g} s",
@@ -555,7 +601,7 @@ class Execution:
             "start_after": at if delay > 0 else job.start_after,
             "started_at": None,
             "lease_token": "",
-            "wait_reason": "retry" if delay > 0 else "",
+            "wait_reason": WaitReason.RETRY if delay > 0 else WaitReason.NONE,
             "wait_detail": f"{detail} at {at:%H:%M:%S} UTC" if delay > 0 else "",
         }
 

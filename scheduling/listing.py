@@ -1,19 +1,16 @@
 """Lists that scale: the filters, search, sort and paging of the queue and of "my jobs", applied in the
 database, so a page reads one page of rows whatever the size of the queue."""
 
-import threading
-import time
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Case, IntegerField, Max, Q, QuerySet, Value, When
-from django.utils import timezone
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Sum, Value, When
 
-from scheduling import batching, planner
+from queueproject.strict import whole_number
+from scheduling import batching, planstore
 from scheduling.models import Job, WaitReason
-from scheduling.states import HOLDS_GPUS, Status
+from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 
 HELD = (Status.SCHEDULED, Status.BLOCKED, Status.PAUSED)
 
@@ -37,6 +34,12 @@ class BadFilter(ValueError):
         self.message = message
 
 
+def with_nul(params, *names: str) -> str | None:
+    """The first of these query parameters that holds a NUL character (PostgreSQL cannot compare text
+    with one in it), or None."""
+    return next((name for name in names if "\x00" in params.get(name, "")), None)
+
+
 @dataclass(frozen=True)
 class Filters:
     """What a user asked to see. Empty values filter nothing."""
@@ -52,6 +55,8 @@ class Filters:
     @classmethod
     def parse(cls, params) -> "Filters":
         """From a query string (a QueryDict); a bad value raises BadFilter naming its parameter."""
+        if name := with_nul(params, "q", "owner", "team", "template"):
+            raise BadFilter(name, "must not contain a NUL character")
         statuses = tuple(s for value in params.getlist("status") for s in value.split(",") if s)
         unknown = sorted(set(statuses) - set(Status.values))
         if unknown:
@@ -92,7 +97,7 @@ class Filters:
         if self.q:
             text = Q(name__icontains=self.q) | Q(owner__username__icontains=self.q)
             number = self.q.removeprefix("#")
-            is_id = number.isdigit() and len(number) <= 18  # within a bigint
+            is_id = whole_number(number) and len(number) <= 18  # within a bigint
             jobs = jobs.filter(text | Q(pk=int(number)) if is_id else text)
         return jobs
 
@@ -105,7 +110,7 @@ def page_size(params) -> int:
     raw = params.get("size", "")
     if not raw:
         return settings.GPUQ_PAGE_SIZE
-    if not raw.isdigit() or int(raw) < 1:
+    if not whole_number(raw) or int(raw) < 1:
         raise BadFilter("size", f"a whole number from 1 to {settings.GPUQ_MAX_PAGE_SIZE}")
     return min(int(raw), settings.GPUQ_MAX_PAGE_SIZE)
 
@@ -118,52 +123,12 @@ def paginate(items, number, size: int) -> Page:
 # --- the queue -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The queue's order and estimates, as the planner computes them from a snapshot."""
-
-    positions: dict[int, int]  # pending job id -> 1-based position
-    estimates: dict = field(default_factory=dict)  # pending job id -> estimates.Estimate
+Plan = planstore.Plan
 
 
-def _compute(now: datetime) -> Plan:
-    from scheduling import selectors
-    from scheduling.estimates import estimate_starts
-
-    snap = selectors.snapshot(now)
-    ordered = planner.queue_order(snap, now)
-    return Plan({j.id: position for position, j in enumerate(ordered, start=1)}, estimate_starts(snap, now))
-
-
-_reuse_lock = threading.Lock()
-_last: dict = {}  # this process's last plan and what it was computed from
-
-
-def plan(now: datetime | None = None) -> Plan:
-    """The queue's plan. Reads reuse this process's last plan while nothing changed: no new event (every
-    transition, reorder and reason change writes one) and no new job since, and for at most
-    GPUQ_PLAN_REUSE_SECONDS (the time-dependent parts: ageing, usage, estimates). So twenty open pages
-    cost one planning per change, not twenty; a given `now` always plans afresh."""
-    if now is not None or settings.GPUQ_PLAN_REUSE_SECONDS <= 0:
-        return _compute(now or timezone.now())
-    from django.db import connection
-
-    from scheduling.models import Event
-
-    key = (
-        connection.settings_dict["NAME"],
-        Event.objects.aggregate(last=Max("id"))["last"],
-        Job.objects.aggregate(last=Max("id"))["last"],
-    )
-    with _reuse_lock:
-        fresh = time.monotonic() - _last.get("at", float("-inf")) < settings.GPUQ_PLAN_REUSE_SECONDS
-        if _last.get("key") == key and fresh:
-            return _last["plan"]
-    at = time.monotonic()
-    result = _compute(timezone.now())
-    with _reuse_lock:
-        _last.update(key=key, plan=result, at=at)
-    return result
+def plan() -> Plan:
+    """The queue's order and estimates as the last tick stored them (one query; no planning here)."""
+    return planstore.load()
 
 
 def _entry(job: Job, position: int | None, estimate=None):
@@ -186,16 +151,64 @@ def running(filters: Filters) -> list:
 def pending_ids(filters: Filters, the_plan: Plan) -> list[int]:
     """The waiting jobs' ids: filtered in the database, in the plan's order (or the sort asked for)."""
     jobs = filters.apply(Job.objects.filter(batching.planned(), status=Status.PENDING))
-    if filters.sort == "position":
-        ids = (i for i in jobs.values_list("id", flat=True) if i in the_plan.positions)
-        return sorted(ids, key=the_plan.positions.__getitem__)
-    return list(filters.ordered(jobs, ()).values_list("id", flat=True))
+    if filters.sort != "position":
+        return list(filters.ordered(jobs, ()).values_list("id", flat=True))
+    if filters.active or the_plan.computed_at is None:
+        return _in_plan_order(jobs, the_plan)
+    return list(_unfiltered_queue(jobs, the_plan))
+
+
+def _in_plan_order(jobs: QuerySet[Job], the_plan: Plan) -> list[int]:
+    # Jobs newer than the last tick (it is on its way) come last, oldest first.
+    last = len(the_plan.positions) + 1
+    return sorted(jobs.values_list("id", flat=True), key=lambda i: (the_plan.positions.get(i, last), i))
+
+
+# The whole queue's waiting ids in plan order, with what they were computed from. Every open queue page
+# refetches its rows after each event, so this process sorts every waiting id once per change instead of
+# once per page.
+_unfiltered: tuple[tuple, tuple[int, ...]] = ((), ())
+
+
+def forget_cached() -> None:
+    """Drop this process's cached plan and queue order (tests: each starts from a new database)."""
+    global _unfiltered
+    _unfiltered = ((), ())
+    planstore.forget()
+
+
+def _unfiltered_queue(jobs: QuerySet[Job], the_plan: Plan) -> tuple[int, ...]:
+    """The key is the plan (a tick stores a new one after every change it is asked for) and the waiting
+    set's shape: its size and the sums of its ids and of their squares, one aggregate that any job coming
+    or going changes. It is read before the list, so a change in between makes the next read compute
+    again: never a stale list."""
+    global _unfiltered
+    shape = jobs.aggregate(n=Count("id"), ids=Sum("id"), squares=Sum(F("id") * F("id")))
+    key = (the_plan.computed_at, shape["n"], shape["ids"], shape["squares"])
+    cached_key, ids = _unfiltered
+    if cached_key != key:
+        ids = tuple(_in_plan_order(jobs, the_plan))
+        _unfiltered = (key, ids)
+    return ids
 
 
 def pending_entries(ids: list[int], the_plan: Plan) -> list:
     """Queue entries of these waiting jobs (one page of them), loading only their rows."""
     rows = _with_related(Job.objects.all()).in_bulk(ids)
     return [_entry(rows[i], the_plan.positions.get(i), the_plan.estimates.get(i)) for i in ids if i in rows]
+
+
+def position_of(job: Job) -> int | None:
+    """A pending job's place at submission (1 starts next): behind every planned pending job of higher
+    priority and those of its priority submitted before it, one COUNT whatever the queue's length. The
+    next tick may move it (ageing, fair share, dependencies); `/queue/position/{id}` then gives the
+    planned place. None for any other status and for a batch member, which waits with its batch."""
+    if job.status != Status.PENDING or not batching.is_planned(job):
+        return None
+    ahead = Job.objects.filter(batching.planned(), status=Status.PENDING).filter(
+        Q(priority__gt=job.priority) | Q(priority=job.priority, pk__lt=job.pk)
+    )
+    return ahead.count() + 1
 
 
 def held_jobs(filters: Filters) -> QuerySet[Job]:
@@ -214,6 +227,29 @@ def held_entries(jobs) -> list:
     return [
         QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in jobs
     ]
+
+
+def completed_jobs(filters: Filters) -> QuerySet[Job]:
+    """Finished jobs (completed, failed, cancelled, rejected), the last to finish first (or the sort
+    asked for): the queue's `include_completed`."""
+    jobs = filters.apply(Job.objects.filter(status__in=TERMINAL))
+    return filters.ordered(_with_related(jobs), ("-finished_at", "-id"))
+
+
+def completed_entries(jobs) -> list:
+    from scheduling.selectors import QueueEntry
+
+    return [QueueEntry(job, None) for job in jobs]
+
+
+def flag(params, name: str) -> bool:
+    """A yes/no query parameter: true/false, 1/0, yes/no (any case); absent is false."""
+    raw = params.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise BadFilter(name, "true or false")
 
 
 def shows(filters: Filters, statuses) -> bool:

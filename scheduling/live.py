@@ -1,62 +1,46 @@
-"""Live events for pages: a relay in each web process reads new `Event` rows in id order and fans them
-out to the websocket consumers of that process. Reading the table (not a message broker) is what lets
-events cross processes on the embedded default (SQLite, no Redis) and in production alike, and it makes
-resume-after-reconnect gapless: a client asks for the events after the last id it saw.
+"""Live events for pages: the websocket consumer that sends each user, in commit order, the events
+they may see. The relay (scheduling.relay) reads the `Event` table once per web process and offers each
+batch to the consumers of that process. Reading the table (not a message broker) is what lets events cross
+processes on the embedded default (SQLite, no Redis) and in production alike, and it makes resume after
+reconnect gapless: a client asks for the events after the last position (`id`, the event's `seq`) it saw.
 
-On PostgreSQL ids are taken before commit, so a lower id can appear after a higher one: the relay hands
-on events only in id order, waiting up to GAP_SECONDS for a missing id (a transaction still committing)
-before giving up on it (a rolled-back one).
+Nothing is dropped silently: each consumer queues what the relay offers and sends it on its own; when it
+falls more than GPUQ_WS_QUEUE_EVENTS events behind (a slow socket, a flood of events), it forgets the
+queue and sends `{"kind": "reset", "id": N}`: the client refetches what it shows and follows on after N.
 
 Each consumer sends its user only what they may see (scheduling.events.for_receiver): it asks which of the
 jobs in a batch of events the user may read, one query for the ids it has not asked about yet, and
 forgets the answers at each re-check. Every GPUQ_WS_RECHECK_SECONDS it re-reads its session and user and
 closes with 4401 when the session ended (logout, expiry, password change) or 4403 when the user was
-deactivated; static/gpuq/live.js then goes to the login page instead of reconnecting.
+deactivated; static/gpuq/live.js then goes to the login page instead of reconnecting. Its database reads
+go through the relay's thread, whose connection stays open.
 """
 
 import asyncio
 import logging
-import time
+from collections import deque
 from importlib import import_module
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
-from django.db import connections
 from django.utils.crypto import constant_time_compare
 
+from queueproject.strict import whole_number
 from scheduling.events import for_receiver
-from scheduling.models import Event
+from scheduling.relay import events_between, pruned_through, relay
 from scheduling.selectors import visible_jobs
 
 log = logging.getLogger("gpuq.live")
 
-GROUP = "gpuq-events"
-POLL_SECONDS = 0.02
-GAP_SECONDS = 2.0
+__all__ = ["EventsConsumer", "relay"]
+
 BACKLOG_LIMIT = 5000
 IDS_PER_QUERY = 500  # job ids in one visibility query (SQLite's old limit on parameters is 999)
 READABLE_CACHE = 20_000  # answers a consumer keeps between re-checks
 CLOSE_SESSION_ENDED = 4401  # logged out, session expired or password changed: log in again
 CLOSE_DEACTIVATED = 4403  # the user was deactivated or deleted
-
-
-def _last_id() -> int:
-    return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
-
-
-def _after(cursor: int, limit: int = 500) -> list[dict]:
-    return [e.as_message() for e in Event.objects.filter(id__gt=cursor).order_by("id")[:limit]]
-
-
-def _between(after: int, through: int) -> list[dict]:
-    return [
-        e.as_message()
-        for e in Event.objects.filter(id__gt=after, id__lte=through).order_by("id")[:BACKLOG_LIMIT]
-    ]
 
 
 def _readable(user, job_ids: set[int]) -> set[int]:
@@ -86,80 +70,17 @@ def _recheck(session_key: str | None, user_id: int):
     return user
 
 
-class Relay:
-    """One per process and event loop: `cursor` is the id through which every event has been handed on."""
-
-    def __init__(self):
-        self.cursor = 0
-        self.loop = None
-        self.task = None
-        self.ready = None
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self.loop is not loop or self.task is None or self.task.done():
-            self.loop, self.ready = loop, asyncio.Event()
-            self.task = loop.create_task(self._run())
-        await self.ready.wait()
-
-    async def _run(self) -> None:
-        try:
-            await self._relay()
-        finally:  # stopped: close this task's database connection now, not when it is collected
-            await database_sync_to_async(connections.close_all)()
-
-    async def _relay(self) -> None:
-        layer = get_channel_layer()
-        while True:  # the database may be busy or away at start: consumers wait until it answers
-            try:
-                self.cursor = await database_sync_to_async(_last_id)()
-                break
-            except Exception:
-                log.exception("live relay: cannot read the last event id; retrying")
-                await asyncio.sleep(0.5)
-        # With no event yet, the first id to come is unknown (a sequence need not start at 1).
-        known = self.cursor > 0
-        self.ready.set()
-        gap_since = None
-        while True:
-            try:
-                handed = []
-                for event in await database_sync_to_async(_after)(self.cursor):
-                    if known and event["id"] != self.cursor + 1:
-                        gap_since = gap_since or time.monotonic()
-                        if time.monotonic() - gap_since < GAP_SECONDS:
-                            break  # a lower id may still commit: hold the rest back
-                    gap_since, known = None, True
-                    self.cursor = event["id"]
-                    handed.append(event)
-                if handed:  # one message a batch: each consumer filters the lot with one query
-                    await layer.group_send(GROUP, {"type": "relay.events", "events": handed})
-            except Exception:  # the database may be briefly unavailable: keep relaying after it returns
-                log.exception("live relay: reading events failed; retrying")
-                await asyncio.sleep(1)
-            await asyncio.sleep(POLL_SECONDS)
-
-    async def stop(self) -> None:
-        """Stop relaying (tests that run consumers in their own event loop end with this)."""
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
-        self.task = None
-
-
-relay = Relay()
-
-
 class EventsConsumer(AsyncJsonWebsocketConsumer):
-    """`/ws/events[?after=ID]`: every event after ID (or from now) that the user may see, in order, each
-    once; then live ones. The first message is `{"kind": "hello", "id": N}`: N is where the live stream
-    starts. A client that fell too far behind gets `{"kind": "reset"}` and should reload. Logged-in users
-    only, re-checked every GPUQ_WS_RECHECK_SECONDS (close codes 4401 and 4403)."""
+    """`/ws/events[?after=N]`: every event after position N (or from now) that the user may see, in commit
+    order, each once; then live ones. The first message is `{"kind": "hello", "id": N}`: N is where the
+    live stream starts. A client that fell too far behind (`"reason": "behind"`, in the backlog or live),
+    or that resumes after a position whose successors retention pruned (`"reason": "pruned"`, older than
+    GPUQ_EVENT_WINDOW_HOURS), gets `{"kind": "reset", "id": N, "reason": …}`: it should refetch what it
+    shows and read on after N. Logged-in users only, re-checked every GPUQ_WS_RECHECK_SECONDS (close
+    codes 4401 and 4403)."""
 
     rechecker = None
+    sender = None
 
     async def connect(self):
         user = self.scope.get("user")
@@ -169,43 +90,75 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
         self.readable: dict[int, bool] = {}  # job id -> may this user read it; emptied at each re-check
+        self.offered: deque[list[dict]] = deque()  # batches from the relay, not sent yet
+        self.queued = 0  # events in `offered`
+        self.behind_to = None  # when too far behind: the position to resync to
+        self.has_work = asyncio.Event()
         after = parse_qs(self.scope["query_string"].decode()).get("after", [""])[0]
         await relay.start()
-        # Join first, then read where the relay stands: nothing relayed from here on is missed, and
-        # what the backlog already sent is dropped from the live stream by id.
-        await self.channel_layer.group_add(GROUP, self.channel_name)
-        self.last = relay.cursor
+        # Subscribe first, then read the backlog up to where the relay stood: nothing relayed from here
+        # on is missed, and what the backlog already sent is dropped from the live stream by position.
+        self.last = relay.subscribe(self)
         await self.accept()
         self.rechecker = asyncio.get_running_loop().create_task(self._recheck_periodically())
-        if after.isdigit() and int(after) >= self.last:
+        if whole_number(after) and int(after) >= self.last:
             self.last = int(after)  # the client has seen more than the relay has handed on yet
-        elif after.isdigit():
-            backlog = await database_sync_to_async(_between)(int(after), self.last)
+        elif whole_number(after):
+            # Retention prunes the oldest events and marks where it stopped: events after `after` are
+            # gone when the marker comes after it.
+            if int(after) < await relay.db(pruned_through):
+                await self.send_json({"kind": "reset", "id": self.last, "reason": "pruned"})
+                backlog = []
+            else:
+                backlog = await relay.db(events_between, int(after), self.last, BACKLOG_LIMIT)
             if len(backlog) >= BACKLOG_LIMIT:
-                await self.send_json({"kind": "reset", "id": self.last})
-                return
+                backlog = []
+                await self.send_json({"kind": "reset", "id": self.last, "reason": "behind"})
             for event in await self._mine(backlog):
                 await self.send_json(event)
         await self.send_json({"kind": "hello", "id": self.last})
+        self.sender = asyncio.get_running_loop().create_task(self._send_offered())
 
     async def disconnect(self, code):
-        if self.rechecker is not None:
-            self.rechecker.cancel()
-        await self.channel_layer.group_discard(GROUP, self.channel_name)
+        relay.unsubscribe(self)
+        for task in (self.rechecker, self.sender):
+            if task is not None:
+                task.cancel()
 
-    async def relay_events(self, message):
-        events = [event for event in message["events"] if event["id"] > self.last]
-        if events:
-            self.last = events[-1]["id"]
-            for event in await self._mine(events):
-                await self.send_json(event)
+    def offer(self, events: list[dict]) -> None:
+        """A batch from the relay (called in the event loop; never waits). Past GPUQ_WS_QUEUE_EVENTS
+        queued events the queue is dropped and the client will be told to resync instead."""
+        if self.behind_to is None and self.queued + len(events) <= settings.GPUQ_WS_QUEUE_EVENTS:
+            self.offered.append(events)
+            self.queued += len(events)
+        else:
+            self.offered.clear()
+            self.queued = 0
+            self.behind_to = events[-1]["id"]
+        self.has_work.set()
+
+    async def _send_offered(self):
+        while True:
+            await self.has_work.wait()
+            self.has_work.clear()
+            if self.behind_to is not None:
+                self.last, self.behind_to = self.behind_to, None
+                log.info("live: user %s's socket fell behind; told to resync at %s", self.user.pk, self.last)
+                await self.send_json({"kind": "reset", "id": self.last, "reason": "behind"})
+            events = [event for batch in self.offered for event in batch if event["id"] > self.last]
+            self.offered.clear()
+            self.queued = 0
+            if events:
+                self.last = events[-1]["id"]
+                for event in await self._mine(events):
+                    await self.send_json(event)
 
     async def _mine(self, events: list[dict]) -> list[dict]:
         """`events` as this user may see them: one query for the jobs not asked about since the last
         re-check (a new job's first event, mostly), none for the rest."""
         unknown = {e["job"] for e in events if e["job"] is not None and e["job"] not in self.readable}
         if unknown:
-            found = await database_sync_to_async(_readable)(self.user, unknown)
+            found = await relay.db(_readable, self.user, unknown)
             if len(self.readable) + len(unknown) > READABLE_CACHE:
                 self.readable = {}
             self.readable.update((job_id, job_id in found) for job_id in unknown)
@@ -216,7 +169,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.GPUQ_WS_RECHECK_SECONDS)
             try:
-                found = await database_sync_to_async(_recheck)(self.session_key, self.user.pk)
+                found = await relay.db(_recheck, self.session_key, self.user.pk)
             except Exception:  # the database may be briefly away: keep the socket, ask again next time
                 log.exception("live: re-checking user %s failed; retrying", self.user.pk)
                 continue

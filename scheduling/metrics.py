@@ -28,8 +28,20 @@ from prometheus_client.utils import floatToGoString
 from accounts.models import Team
 from accounts.throttling import client_address
 from gpus.models import Allocation, Gpu, Node, NodeStatus
-from scheduling import policies, usage
-from scheduling.models import Event, GpuQuota, Job, JobStateTransition, PolicyType
+from notifications import metrics as notifications
+from scheduling import durations, policies, usage
+from scheduling.models import (
+    Event,
+    GpuQuota,
+    IdleWatch,
+    Job,
+    JobStateTransition,
+    PolicyType,
+    RelayReport,
+    StopRequest,
+    TickState,
+)
+from scheduling.relay import REPORTS_KEPT
 from scheduling.states import HOLDS_GPUS, WAITING, Status
 
 # The classic text format every Prometheus reads (prometheus-client's newest default says version=1.0.0).
@@ -54,8 +66,15 @@ def histogram(name: str, doc: str, values: Iterable[float]) -> HistogramMetricFa
     for value in values:
         counts[bisect_left(BUCKETS, value)] += 1
         total += value
+    return histogram_of_counts(name, doc, BUCKETS, counts, total)
+
+
+def histogram_of_counts(
+    name: str, doc: str, bounds: tuple, counts: list[int], total: float
+) -> HistogramMetricFamily:
+    """A histogram family from per-bucket counts (`bounds` then +Inf, not cumulative) and their sum."""
     cumulative, buckets = 0, []
-    for bound, count in zip((*map(floatToGoString, BUCKETS), "+Inf"), counts, strict=True):
+    for bound, count in zip((*map(floatToGoString, bounds), "+Inf"), counts, strict=True):
         cumulative += count
         buckets.append((bound, cumulative))
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)
@@ -76,6 +95,9 @@ class GpuqCollector:
         yield from self._nodes(now)
         yield from self._latency(now)
         yield from self._events(now)
+        yield from self._ticks()
+        yield from self._idle(now)
+        yield from notifications.collect()
 
     def _jobs(self, configs: dict) -> Iterator[Metric]:
         by_status = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
@@ -303,6 +325,83 @@ class GpuqCollector:
                 [],
                 [((), (now - newest[1]).total_seconds())],
             )
+        reports = list(
+            RelayReport.objects.filter(reported_at__gte=now - REPORTS_KEPT)
+            .order_by("relay")
+            .values_list("relay", "lag_seconds", "reported_at")
+        )
+        yield _gauge(
+            "gpuq_event_relay_lag_seconds",
+            "Each web process's live relay: the longest time from an event being written to its relay handing "
+            "it to clients, over the relay's latest report period (GPUQ_RELAY_REPORT_SECONDS).",
+            ["relay"],
+            (((name,), lag) for name, lag, _ in reports),
+        )
+        yield _gauge(
+            "gpuq_event_relay_report_age_seconds",
+            "Seconds since each relay last reported (it reports only while events flow).",
+            ["relay"],
+            (((name,), (now - at).total_seconds()) for name, _, at in reports),
+        )
+
+    def _ticks(self) -> Iterator[Metric]:
+        """How long ticks and plans took, as the ticker counted them in TickState (since the database
+        began: read them with rate() like any histogram)."""
+        recorded = TickState.objects.filter(pk=1).values_list("durations", flat=True).first() or {}
+        for name, what in (("tick", "A whole tick (snapshot, plan, apply, store)"), ("plan", "The planner")):
+            counts = recorded.get(name, {})
+            yield histogram_of_counts(
+                f"gpuq_{name}_duration_seconds",
+                f"{what}: seconds per tick, every tick since the database began.",
+                durations.BUCKETS,
+                counts.get("buckets") or [0] * (len(durations.BUCKETS) + 1),
+                counts.get("sum", 0.0),
+            )
+            yield _gauge(
+                f"gpuq_{name}_last_duration_seconds",
+                f"{what}: seconds the latest tick took.",
+                [],
+                [((), counts.get("last", 0.0))],
+            )
+
+    def _idle(self, now: datetime) -> Iterator[Metric]:
+        """Idle-GPU reclaim (scheduling.reclaim): running jobs whose GPUs read idle, and the jobs it stopped."""
+        watched = list(
+            IdleWatch.objects.filter(job__status=Status.RUNNING).values_list(
+                "job_id", "job__owner__username", "idle_since", "gpus", "warned_at", "acted_at"
+            )
+        )
+        states: dict[str, tuple[int, int]] = {"idle": (0, 0), "warned": (0, 0), "acted": (0, 0)}
+        for _, _, _, gpus, warned_at, acted_at in watched:
+            state = "acted" if acted_at else "warned" if warned_at else "idle"
+            jobs, held = states[state]
+            states[state] = (jobs + 1, held + gpus)
+        yield _gauge(
+            "gpuq_idle_jobs",
+            "Running jobs whose GPUs read idle, by state: idle (not warned yet), warned, acted (stop asked "
+            "or reported).",
+            ["state"],
+            (((state,), jobs) for state, (jobs, _) in states.items()),
+        )
+        yield _gauge(
+            "gpuq_idle_gpus",
+            "GPUs held by running jobs that read idle, by the same states.",
+            ["state"],
+            (((state,), held) for state, (_, held) in states.items()),
+        )
+        yield _gauge(
+            "gpuq_job_idle_seconds",
+            "Seconds each idle running job's GPUs have read idle (its id and owner in the labels).",
+            ["job", "user"],
+            (((job, user), (now - since).total_seconds()) for job, user, since, *_ in watched),
+        )
+        stopped = Job.objects.filter(status=Status.CANCELLED, stop_request=StopRequest.IDLE).count()
+        yield _gauge(
+            "gpuq_jobs_idle_stopped",
+            "Jobs that idle-GPU reclaim stopped (ended cancelled for idle), until retention removes them.",
+            [],
+            [((), stopped)],
+        )
 
 
 def _waits(since: datetime) -> Iterator[float]:

@@ -5,29 +5,13 @@ from django.db import models
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from scheduling.reasons import LABELS
 from scheduling.states import Status
 
-
-class WaitReason(models.TextChoices):
-    """Why a job is not running yet, as the planner says (Slurm's squeue reasons). The values are the
-    planner's own (scheduling.planner.Reason); this mirror gives them labels for the pages and admin."""
-
-    NONE = "", "—"
-    PRIORITY = "priority", "Behind higher-priority jobs"
-    RESOURCES = "resources", "Waiting for free GPUs"
-    GLOBAL_LIMIT = "global_limit", "Global concurrency limit reached"
-    USER_LIMIT = "user_limit", "Owner's concurrency limit reached"
-    TEAM_LIMIT = "team_limit", "Team's concurrency limit reached"
-    QUOTA = "quota", "GPU-time quota used up"
-    OFF_PEAK = "off_peak", "Off-peak only: waits for the off-peak window"
-    BEGIN_TIME = "begin_time", "Scheduled to start later"
-    APPROVAL = "approval", "Awaiting approval"
-    DEPENDENCY = "dependency", "Waiting for other jobs to complete"
-    CONFLICT = "conflict", "A resource it needs is held by a running job"
-    SERIAL = "serial", "Serial mode: one job at a time"
-    PREEMPTING = "preempting", "Lower-priority jobs are being stopped for it"
-    PAUSED = "paused", "Paused"
-    QUEUE_PAUSED = "queue_paused", "The queue is paused"
+# Why a job waits: the values and labels of scheduling.reasons, the one vocabulary (also the planner's).
+WaitReason = models.TextChoices(
+    "WaitReason", [(reason.name, (reason.value, label)) for reason, label in LABELS.items()]
+)
 
 
 class StopRequest(models.TextChoices):
@@ -37,6 +21,7 @@ class StopRequest(models.TextChoices):
     CANCEL = "cancel", "Cancel"
     PAUSE = "pause", "Pause"
     PREEMPT = "preempt", "Preempt"
+    IDLE = "idle", "Stop: GPUs idle"  # idle-GPU reclaim (scheduling.reclaim): ends cancelled
 
 
 class JobTemplate(models.Model):
@@ -52,7 +37,12 @@ class JobTemplate(models.Model):
         default=dict, blank=True, help_text="A JSON schema the parameters must satisfy."
     )
     default_gpu_count = models.PositiveIntegerField(default=1)
-    default_time_limit_seconds = models.PositiveIntegerField(null=True, blank=True)
+    default_time_limit_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A job's limit when its submit sets none (before the level's)."
+    )
+    max_time_limit_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest limit a job of this template may ask for."
+    )
     default_env = models.JSONField(default=dict, blank=True)
     allowed_env = models.JSONField(
         default=dict,
@@ -76,12 +66,17 @@ class JobTemplate(models.Model):
         help_text='Runs a batch; "{manifest}" is the path of its JSON manifest, key parameters may appear, '
         'e.g. ["python", "infer.py", "--batch", "{manifest}"].',
     )
+    allow_idle = models.BooleanField(
+        default=False,
+        help_text="Its jobs may hold GPUs they leave idle: the idle_reclaim policy neither warns nor stops them.",
+    )
 
     def __str__(self) -> str:
         return self.name
 
     def clean(self):
         """Check the template and resolve its programs to absolute paths (a job's PATH cannot change them)."""
+        from accounts.models import check_time_limits
         from scheduling.environment import check_allowed_env, refuse_nul, resolve_program
         from scheduling.templating import check_batching, check_template
 
@@ -93,8 +88,28 @@ class JobTemplate(models.Model):
                 self.batch_argv_template, field="batch_argv_template"
             )
         check_allowed_env(self.allowed_env)
+        check_time_limits(self.default_time_limit_seconds, self.max_time_limit_seconds)
         for field in ("argv_template", "batch_argv_template", "default_env"):
             refuse_nul(field, getattr(self, field))
+
+
+class Sweep(models.Model):
+    """A job array (Slurm's `--array`): jobs submitted in one request, as a list or as a template over a
+    grid or list of parameter sets, watched, cancelled and depended on as one. Each of its jobs points
+    to it with its index (`Job.sweep`, `Job.array_index`) and is named `name[index]`. A sweep is one row
+    per bulk submission and lives as long as its jobs."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sweeps")
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="sweeps"
+    )
+    name = models.CharField(max_length=200, blank=True, default="")
+    template = models.ForeignKey(JobTemplate, null=True, blank=True, on_delete=models.PROTECT)
+    size = models.PositiveIntegerField()
+    submitted_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"sweep {self.pk} {self.name} ({self.size} jobs)"
 
 
 class Job(models.Model):
@@ -107,7 +122,10 @@ class Job(models.Model):
     params = models.JSONField(default=dict, blank=True)
     argv = models.JSONField()
     env = models.JSONField(default=dict, blank=True)
-    gpu_count = models.PositiveIntegerField(default=1)
+    gpu_count = models.PositiveIntegerField(default=1)  # in all: nodes × GPUs per node
+    # A gang job runs one process on each of `nodes` nodes at once, gpu_count / nodes GPUs each
+    # (scheduling.gang); 1 for every other job.
+    nodes = models.PositiveSmallIntegerField(default=1)
     priority = models.IntegerField(default=10)
     # FIFO key within a priority: the submit time as a number, moved by operators to reorder.
     queue_order = models.FloatField(default=0.0)
@@ -130,6 +148,9 @@ class Job(models.Model):
     batch_leader = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="batch_members"
     )
+    # The sweep (job array) the job was submitted in, and its index there.
+    sweep = models.ForeignKey(Sweep, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    array_index = models.PositiveIntegerField(null=True, blank=True)
     # Placement: what the job asks of its GPUs and node beyond their number (gpus.placement.Needs).
     min_gpu_memory_mb = models.PositiveIntegerField(null=True, blank=True)
     gpu_model = models.CharField(max_length=100, blank=True, default="", help_text='A glob, e.g. "A100*".')
@@ -155,6 +176,9 @@ class Job(models.Model):
     )
 
     submitted_at = models.DateTimeField(default=timezone.now)
+    # The start the tick first estimated for it, set once (scheduling.first_estimates): analytics compare
+    # it with `started_at` (the estimate error users judge).
+    first_estimated_start = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -183,6 +207,8 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "priority", "submitted_at"], name="job_queue_idx"),
             models.Index(fields=["owner", "status"], name="job_owner_status_idx"),
+            # The waiting set (pending, not a batch member) and the held list read both columns alone.
+            models.Index(fields=["status", "batch_role"], name="job_status_batch_idx"),
         ]
         permissions = [
             ("submit_raw_command", "Can submit raw commands (argv) instead of templates"),
@@ -196,6 +222,10 @@ class Job(models.Model):
         if not self.queue_order:
             self.queue_order = self.submitted_at.timestamp()
         super().save(*args, **kwargs)
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpu_count // max(1, self.nodes)
 
     @property
     def needs(self):
@@ -240,6 +270,38 @@ class Attempt(models.Model):
     @property
     def open(self) -> bool:
         return self.ended_at is None
+
+
+class AttemptPart(models.Model):
+    """One node's share of an attempt of a gang job (scheduling.gang): its rank, node and GPUs, the process
+    its node's executor runs, that part's heartbeat (database clock) and how it ended. The attempt row stays
+    the one record of the try; its parts are closed with it."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="parts")
+    rank = models.PositiveSmallIntegerField()  # NODE_RANK; rank 0 holds the rendezvous (MASTER_ADDR/PORT)
+    node = models.ForeignKey("gpus.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    gpu_indices = models.JSONField(default=list, blank=True)
+    address = models.CharField(max_length=255, blank=True, default="")  # the node's GPUQ_NODE_ADDRESS
+    port = models.PositiveIntegerField(null=True, blank=True)  # rank 0: MASTER_PORT, chosen at its claim
+    boot_id = models.CharField(max_length=64, blank=True, default="")
+    pid = models.IntegerField(null=True, blank=True)
+    pid_start_time = models.CharField(max_length=32, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Status.choices, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    result = models.JSONField(default=dict, blank=True)  # the part's executor outcome, for the last part
+    log_path = models.CharField(max_length=500, blank=True, default="")
+    log_tail = models.TextField(blank=True, default="")  # the end of its log (ranks > 0 ship no log)
+
+    class Meta:
+        ordering = ["attempt_id", "rank"]
+        constraints = [models.UniqueConstraint(fields=["attempt", "rank"], name="attempt_part_unique_rank")]
+
+    def __str__(self) -> str:
+        return f"job {self.attempt.job_id} attempt {self.attempt.number} rank {self.rank}"
 
 
 class JobStateTransition(models.Model):
@@ -294,6 +356,9 @@ class PolicyType(models.TextChoices):
     QUEUE_PAUSE = "queue_pause", "Queue paused"
     RETRY = "retry", "Retries of failed jobs"
     WATCHDOG = "watchdog", "Watchdog for stalled jobs"
+    RETENTION = "retention", "Retention of finished jobs"
+    IDLE_RECLAIM = "idle_reclaim", "Idle-GPU reclaim"
+    ORDERING = "ordering", "Order within a priority"
 
 
 class SchedulingPolicy(models.Model):
@@ -347,20 +412,27 @@ class GpuQuota(models.Model):
 
 class Event(models.Model):
     """The live stream that pages follow over websockets: one row per change they show (a job's
-    transition or progress, a node's status), written in the transaction of the change, so ids give the
-    order and a client that reconnects resumes after the last id it saw. Payloads never hold argv or the
-    environment; progress and reasons go only to those who may read the job (events.for_receiver)."""
+    transition or progress, a node's status), written in the transaction of the change. `seq` gives the
+    commit order (scheduling.live explains how) and a client that reconnects resumes after the last one it
+    saw. Payloads never hold argv or the environment; progress and reasons go only to those who may read
+    the job (events.for_receiver)."""
 
     class Kind(models.TextChoices):
         JOB = "job", "Job"  # a transition or a new job: the job's queue fields
         PROGRESS = "progress", "Progress"
         NODE = "node", "Node"
         QUEUE = "queue", "Queue"  # waiting reasons or order changed: refetch the queue
+        # Retention's marker: every event before this id was pruned (scheduling.housekeeping).
+        PRUNED = "pruned", "Pruned"
 
     at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    job_id = models.BigIntegerField(null=True, blank=True)  # not a foreign key: events outlive nothing
+    # Not a foreign key: events outlive nothing. Indexed for retention, which removes a job's events with it.
+    job_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     data = models.JSONField(default=dict)
+    # The event's place in commit order, set by the database as the writing transaction commits (the
+    # trigger of migration 0012; None until then): what readers and clients count by, never `id`.
+    seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -370,7 +442,7 @@ class Event(models.Model):
 
     def as_message(self) -> dict:
         return {
-            "id": self.id,
+            "id": self.seq,
             "at": self.at.isoformat(),
             "kind": self.kind,
             "job": self.job_id,
@@ -389,20 +461,29 @@ class JobGroupObjectPermission(GroupObjectPermissionBase):
 
 
 class IdempotencyKey(models.Model):
-    """The `Idempotency-Key` of a submit: a retry of it by the same user returns this job instead of
-    creating another. Written in the job's own transaction; kept GPUQ_IDEMPOTENCY_HOURS."""
+    """The `Idempotency-Key` of a submit: a retry of it by the same user returns this job (or, for a bulk
+    submit, this sweep) instead of creating another. Written in the submit's own transaction; kept
+    GPUQ_IDEMPOTENCY_HOURS."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)  # SHA-256 of the request body: the same key, same body
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    sweep = models.ForeignKey(Sweep, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user"),
+            models.CheckConstraint(
+                condition=models.Q(job__isnull=False, sweep__isnull=True)
+                | models.Q(job__isnull=True, sweep__isnull=False),
+                name="idempotency_key_for_job_or_sweep",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.key} → job {self.job_id}"
+        return f"{self.key} → {f'job {self.job_id}' if self.job_id else f'sweep {self.sweep_id}'}"
 
 
 class LogChunk(models.Model):
@@ -422,3 +503,116 @@ class LogChunk(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} bytes {self.offset}–{self.offset + self.size}"
+
+
+class TickState(models.Model):
+    """The one row that coalesces ticks (scheduling.ticker): every change that may let a job start adds
+    one to `asked` as it commits (SQLite: in its transaction; PostgreSQL: just after); a tick records in `done` the `asked` it started from, so a ticker
+    woken for asks an earlier tick already covered does nothing."""
+
+    asked = models.BigIntegerField(default=0)
+    done = models.BigIntegerField(default=0)
+    ticked_at = models.DateTimeField(null=True, blank=True)
+    # How long ticks and the planner inside them took: {"tick": {...}, "plan": {...}}, each a histogram
+    # {"buckets": [counts per metrics.DURATION_BUCKETS, +Inf last], "sum": s, "count": n, "last": s}
+    # written by the ticker that holds the lock (scheduling.ticker), read by /metrics.
+    durations = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"ticks asked {self.asked}, done {self.done}"
+
+
+class StoredPlan(models.Model):
+    """The last tick's plan, one row rewritten by each tick: what every read of the queue shows instead
+    of planning again (scheduling.listing). Waiting reasons live on the jobs (`wait_reason`)."""
+
+    computed_at = models.DateTimeField()
+    order = models.JSONField(default=list)  # waiting job ids in queue order, position 1 first
+    # job id (as text) -> [expected start, latest start] as POSIX seconds (null: unknown / no bound)
+    estimates = models.JSONField(default=dict)
+    estimated_at = models.DateTimeField(null=True, blank=True)  # when `estimates` were simulated
+    # [{"job": id, "node": name, "start": POSIX seconds or null, "gpus": count}]
+    reservations = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"plan of {self.computed_at:%H:%M:%S}: {len(self.order)} waiting"
+
+
+class RelayReport(models.Model):
+    """What one web process's live relay (scheduling.relay) saw: the longest time between an event being
+    written and the relay handing it to its clients, over the events of its latest report period, so
+    /metrics shows every process's lag whichever process is scraped. Rewritten at most every
+    GPUQ_RELAY_REPORT_SECONDS while events flow; rows not rewritten for an hour are removed."""
+
+    relay = models.CharField(max_length=200, unique=True)  # host:pid
+    lag_seconds = models.FloatField()
+    events = models.PositiveIntegerField()  # relayed in that period
+    reported_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"relay {self.relay}: {self.lag_seconds:.3f} s"
+
+
+class IdleWatch(models.Model):
+    """Idle-GPU reclaim's memory of one running job whose GPUs read idle (scheduling.reclaim): since when,
+    and whether its owner was warned and it was stopped or reported. A row exists only while the job's
+    latest readings are idle: a busy reading deletes it, and so does the job leaving `running` (the next
+    check removes rows of jobs no longer running). Kept in the database so a node restart forgets
+    nothing."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="idle_watch")
+    attempt = models.PositiveIntegerField()  # a new attempt starts afresh
+    idle_since = models.DateTimeField()
+    utilization_percent = models.PositiveSmallIntegerField()  # the latest reading (busiest of its GPUs)
+    gpus = models.PositiveIntegerField(default=1)  # how many GPUs it holds idle
+    warned_at = models.DateTimeField(null=True, blank=True)
+    acted_at = models.DateTimeField(null=True, blank=True)  # stopped (asked) or reported
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} idle since {self.idle_since:%H:%M:%S}"
+
+
+class Simulation(models.Model):
+    """One what-if run of the simulator (scheduling.simulations): its input, progress and the comparison
+    table it produced. Removed after GPUQ_SIMULATION_KEEP_DAYS by the daily retention run."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)  # 0..1
+    source = models.CharField(max_length=300)  # "last 7 days of history" or the trace's name
+    days = models.PositiveIntegerField(null=True, blank=True)
+    trace = models.TextField(blank=True, default="")  # the trace CSV until the run has read it
+    policy_sets = models.JSONField(default=dict)  # name -> {policy type: config}, as submitted
+    result = models.JSONField(null=True, blank=True)  # scheduling.simulations.run's answer
+    error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"simulation {self.pk} ({self.source}): {self.status}"
+
+
+class MetricPoint(models.Model):
+    """One point of a time series of one attempt of a job: a number from its progress file (`loss`,
+    `accuracy`, …) or a reading of one of its GPUs (`gpu0.utilization_percent`). Bounded per series by
+    GPUQ_JOB_METRICS_MAX_POINTS (scheduling.timeseries thins a full series); removed with the job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    attempt = models.PositiveIntegerField()
+    series = models.CharField(max_length=100)
+    at = models.DateTimeField()
+    value = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "attempt", "series", "at"], name="metricpoint_series_idx")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} attempt {self.attempt} {self.series}={self.value:g}"

@@ -8,11 +8,13 @@ One walk over the waiting jobs in queue order (`_Walk.consider`, one named step 
 policy. A job held by a policy of its own (dependency, quota, limit, window, conflict) does not hold back
 the jobs behind it. A job that does not fit keeps the free GPUs it could use from the jobs behind it
 (strict order), unless backfill is on, in which case it gets a reservation and a lower job may start only
-if, run to its time limit, it cannot delay any reservation. The guarantees (no starvation past the ageing
-threshold, reservations that backfill cannot delay) are property tests in tests/scheduling/test_planner.py.
+if, run to its time limit, it cannot delay any reservation. Given the previous plan's reservations
+(`Snapshot.previous_reservations`), it keeps them (`_Walk.keep_reservations`). The guarantees (no
+starvation past the ageing threshold, reservations that backfill cannot delay, reservations that hold
+across plans) are property tests in tests/scheduling/test_planner.py and test_reservations.py.
 """
 
-import enum
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,25 +23,11 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gpus.placement import PLAIN, Needs, NodeFree, could_ever_fit, eligible, place
+from scheduling.gangplan import earliest_together, place_gang
 from scheduling.profile import INF, Profile
+from scheduling.reasons import Reason
 
-__all__ = ["INF", "Profile"]  # re-exported: tests and estimates use them from here
-
-
-class Reason(enum.StrEnum):
-    PRIORITY = "priority"
-    RESOURCES = "resources"
-    GLOBAL_LIMIT = "global_limit"
-    USER_LIMIT = "user_limit"
-    TEAM_LIMIT = "team_limit"
-    QUOTA = "quota"
-    OFF_PEAK = "off_peak"
-    DEPENDENCY = "dependency"
-    CONFLICT = "conflict"
-    SERIAL = "serial"
-    PREEMPTING = "preempting"
-    QUEUE_PAUSED = "queue_paused"
-    EXPIRED = "expired"
+__all__ = ["INF", "Profile", "Reason"]  # re-exported: tests and estimates use them from here
 
 
 R_PRIORITY, R_RESOURCES, R_GLOBAL_LIMIT = Reason.PRIORITY, Reason.RESOURCES, Reason.GLOBAL_LIMIT
@@ -56,6 +44,7 @@ R_DEPENDENCY, R_CONFLICT, R_SERIAL, R_PREEMPTING = (
     Reason.PREEMPTING,
 )
 R_QUEUE_PAUSED, R_EXPIRED = Reason.QUEUE_PAUSED, Reason.EXPIRED
+GLOBAL_CAP = ("global", 0)  # the profile key of `max_concurrent`'s slots (see `_Walk.caps`)
 
 # --- policies -----------------------------------------------------------------------------------
 
@@ -128,6 +117,10 @@ class Policies:
     # Quotas admit a job when its time limit × GPUs fits in what remains ("time_limit"), or when any
     # remains ("any_remaining"); a job without a time limit is admitted while any remains.
     quota_admit: str = "time_limit"
+    # Order within a priority: "fifo" (submit time or the operators' order), "shortest_limit" (shortest
+    # time limit first, none last) or "fewest_gpus"; the latter two compare whole priorities (ageing's
+    # fractional boost is dropped), so they decide among jobs of one tier. See ORDERINGS.
+    within_priority: str = "fifo"
 
 
 @dataclass(frozen=True)
@@ -135,6 +128,8 @@ class Quota:
     daily: float | None = None  # GPU-seconds
     weekly: float | None = None
 
+
+ORDERINGS = ("fifo", "shortest_limit", "fewest_gpus")
 
 # --- snapshot and plan ----------------------------------------------------------------------------
 
@@ -156,6 +151,7 @@ class PendingJob:
     # When it became able to wait (released at its start time, approved, resumed), if after submission:
     # expiry and ageing count from here.
     waiting_since: datetime | None = None
+    nodes: int = 1  # a gang job: gpu_count / nodes GPUs on each of `nodes` distinct nodes, started together
     submitted_ts: float = field(init=False, repr=False, compare=False)
     since_ts: float = field(init=False, repr=False, compare=False)
 
@@ -163,6 +159,10 @@ class PendingJob:
         object.__setattr__(self, "submitted_ts", self.submitted_at.timestamp())
         since = self.waiting_since.timestamp() if self.waiting_since is not None else self.submitted_ts
         object.__setattr__(self, "since_ts", max(self.submitted_ts, since))
+
+    @property
+    def per_node(self) -> int:
+        return self.gpu_count // self.nodes
 
     @property
     def fifo(self) -> float:
@@ -183,6 +183,7 @@ class RunningJob:
     preemptible: bool = False
     stopping: bool = False  # already asked to stop (cancel, pause, preempt)
     gpus: tuple[int, ...] = ()  # the GPU indices it holds, when known (preemption checks placement)
+    parts: tuple[tuple[str, int], ...] = ()  # a gang job: (node, GPU count) of every part, rank 0 first
 
 
 @dataclass(frozen=True)
@@ -202,12 +203,16 @@ class Snapshot:
     team_share: Mapping[int, float] = field(default_factory=dict)
     completed: frozenset[int] = frozenset()  # dependencies that completed
     dead: frozenset[int] = frozenset()  # dependencies that failed, were cancelled or rejected
+    # The previous plan's reservations (Plan.reservations): with backfill they are kept (see
+    # `_Walk.keep_reservations`); the tick passes the stored plan's, a replay passes its last plan's.
+    previous_reservations: "tuple[Reservation, ...]" = ()
 
 
 class Start(NamedTuple):
     job_id: int
-    node: str
+    node: str  # a gang job: rank 0's node and GPUs, and every part in `parts`
     gpus: tuple[int, ...]
+    parts: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 class Wait(NamedTuple):
@@ -233,6 +238,7 @@ class Reservation:
     node: str
     start: datetime | None  # None: once running jobs without a time limit have ended (unknown)
     gpu_count: int
+    nodes: tuple[str, ...] = ()  # a gang job: every node reserved (`node` is the first)
 
 
 @dataclass(frozen=True)
@@ -275,8 +281,14 @@ def queue_order(snapshot: Snapshot, now: datetime) -> list[PendingJob]:
         share = 0.0
         if fair:
             share = user_share.get(job.owner, 0.0) + (team_share.get(job.team, 0.0) if job.team else 0.0)
-        return (1, -priority, share, job.order if job.order is not None else job.submitted_ts, job.id)
+        fifo = job.order if job.order is not None else job.submitted_ts
+        if within == "shortest_limit":
+            return (1, -math.floor(priority), share, job.time_limit or INF, fifo, job.id)
+        if within == "fewest_gpus":
+            return (1, -math.floor(priority), share, job.gpu_count, fifo, job.id)
+        return (1, -priority, share, fifo, job.id)
 
+    within = policies.within_priority
     return sorted(snapshot.pending, key=key)
 
 
@@ -301,6 +313,7 @@ def doomed_by_dependencies(snapshot: Snapshot) -> dict[int, int]:
 def plan(snapshot: Snapshot, now: datetime) -> Plan:
     ordered = queue_order(snapshot, now)
     walk = _Walk(snapshot, now)
+    walk.keep_reservations(ordered)
     for job in ordered:
         walk.consider(job)
     return Plan(
@@ -335,25 +348,20 @@ class _Walk:
         self.per_user = Counter(r.owner for r in s.running)
         self.per_team = Counter(r.team for r in s.running if r.team is not None)
         self.held_resources = {res: r.id for r in s.running for res in r.resources}
-        self.busy_nodes = {r.node for r in s.running}
-        # Ends of running jobs (and of jobs started by this plan) per user and team: when caps free.
-        self.user_ends: dict[int, list[float]] = {}
-        self.team_ends: dict[int, list[float]] = {}
-        for r in s.running:
-            end = r.started_at.timestamp() + r.time_limit if r.time_limit else INF
-            self.user_ends.setdefault(r.owner, []).append(end)
-            if r.team is not None:
-                self.team_ends.setdefault(r.team, []).append(end)
-        self.profiles: dict[str, Profile] = {}
+        self.busy_nodes = {node for r in s.running for node, _ in r.parts or ((r.node, 0),)}
+        # Free GPUs of each node over time and, with caps, free slots of the global cap and of each
+        # user's and team's (keys GLOBAL_CAP, ("user", id) and ("team", id), see `caps`).
+        self.profiles: dict[str | tuple[str, int], Profile] = {}
         if p.backfill:
             releases: dict[str, list[tuple[float, int]]] = {name: [] for name in self.free}
             for r in s.running:
-                if r.node in releases:
-                    end = r.started_at.timestamp() + r.time_limit if r.time_limit else INF
-                    releases[r.node].append((end, r.gpu_count))
+                end = r.started_at.timestamp() + r.time_limit if r.time_limit else INF
+                for node, count in r.parts or ((r.node, r.gpu_count),):
+                    if node in releases:
+                        releases[node].append((end, count))
             self.profiles = {name: Profile(len(g), releases[name]) for name, g in self.free.items()}
         self.preemptible = sorted(
-            (r for r in s.running if r.preemptible and not r.stopping),
+            (r for r in s.running if r.preemptible and not r.stopping and not r.parts),  # gangs: not yet
             key=lambda r: (r.priority, -r.started_at.timestamp(), r.id),
         )
         self.stopping = [r for r in s.running if r.stopping]
@@ -384,13 +392,15 @@ class _Walk:
     # --- the steps, in order ---------------------------------------------------------------------
 
     def consider(self, job: PendingJob) -> None:
+        if job.id in self.kept:  # its kept slot is its own again: it may start, or reserve no later
+            self.drop_kept(job.id)
         if self.fails_now(job):
             return
         held = self.held_by_policy(job)
         if held is not None:
             reason, detail = held
-            if reason in (R_USER_LIMIT, R_TEAM_LIMIT) and self.policies.backfill:
-                detail += self.reserve_after_cap(job, reason)
+            if reason in (R_GLOBAL_LIMIT, R_USER_LIMIT, R_TEAM_LIMIT) and self.policies.backfill:
+                detail += self.reserve(job, self.now_ts)  # from when the cap frees (see `caps`)
             self.waits.append(Wait(job.id, reason, detail))
             return
         if self.head is not None and not self.policies.backfill:
@@ -446,6 +456,10 @@ class _Walk:
             and self.per_team[job.team] >= limits.team_max_concurrent
         ):
             return R_TEAM_LIMIT, f"its team runs {self.per_team[job.team]} of {limits.team_max_concurrent}"
+        if self.cap_slots:
+            taken = self.cap_reserved(job)
+            if taken is not None:
+                return taken
         if job.resources:
             taken = [(res, self.held_resources[res]) for res in job.resources if res in self.held_resources]
             if taken:
@@ -513,8 +527,11 @@ class _Walk:
     def start(self, job: PendingJob) -> bool:
         """Place the job now if it fits (with backfill: only where, run to its time limit, it cannot
         delay a reservation)."""
+        if job.nodes > 1:
+            return self.start_gang(job)
         need, needs, serial, backfill = job.gpu_count, job.needs, self.policies.serial, self.policies.backfill
-        shape = (need, job.time_limit, needs)
+        profiles = self.view(job)
+        shape = (need, job.time_limit, needs, profiles is self.base)
         if self.free_total < need or shape in self.unplaceable:
             return False
         duration = job.time_limit or INF
@@ -524,9 +541,11 @@ class _Walk:
             for name, gpus in self.free.items()
             if len(gpus) >= need
             and not (serial == "node" and name in self.busy_nodes)
-            and (not backfill or self.profiles[name].feasible(now_ts, now_ts + duration, need))
+            and (not backfill or profiles[name].feasible(now_ts, now_ts + duration, need))
         ]
         placement = place(need, fits, needs)
+        if placement is None and profiles is not self.base:
+            placement = self.start_by_moving(job)
         if placement is None:
             self.unplaceable.add(shape)  # the same for every job of this shape until something is booked
             return False
@@ -537,6 +556,8 @@ class _Walk:
         """Strict order, behind a job that does not fit: start only on GPUs no job ahead could use."""
         if self.unheld_total < job.gpu_count:
             return False
+        if job.nodes > 1:
+            return self.start_gang_on_unheld(job)
         serial = self.policies.serial
         fits = [
             replace(self.meta[name], free=tuple(g for g in gpus if g not in self.held_gpus[name]))
@@ -561,10 +582,8 @@ class _Walk:
         self.running_total += 1
         self.per_user[job.owner] += 1
         end = self.now_ts + job.time_limit if job.time_limit else INF
-        self.user_ends.setdefault(job.owner, []).append(end)
         if job.team is not None:
             self.per_team[job.team] += 1
-            self.team_ends.setdefault(job.team, []).append(end)
         for res in job.resources:
             self.held_resources[res] = job.id
         self.busy_nodes.add(node)
@@ -579,13 +598,15 @@ class _Walk:
                     used = self.team_used[window]
                     used[job.team] = used.get(job.team, 0.0) + cost
         if self.policies.backfill:
-            self.profiles[node].book(self.now_ts, end, len(gpus))
+            self.book(node, self.now_ts, end, len(gpus))
+            for key in self.caps(job):
+                self.book(key, self.now_ts, end, 1)
 
     def preempt_for(self, job: PendingJob) -> bool:
         """Stop preemptible lower-priority jobs on one node where the job could then run, unless GPUs
         are already on their way back there (a job stopping): one round of victims per grace period."""
         rule = self.policies.preemption
-        if rule is None or job.priority < rule.min_priority or not self.preemptible:
+        if rule is None or job.priority < rule.min_priority or not self.preemptible or job.nodes > 1:
             return False
         need, needs = job.gpu_count, job.needs
         stopping = [r for r in self.stopping if self.could_host(r.node, job)]
@@ -613,7 +634,7 @@ class _Walk:
 
     def could_host(self, node: str, job: PendingJob) -> bool:
         return node in self.meta and (
-            job.needs.plain or could_ever_fit(job.gpu_count, [self.meta[node]], job.needs)
+            job.needs.plain or could_ever_fit(job.per_node, [self.meta[node]], job.needs)
         )
 
     def choose_victims(self, job: PendingJob, rule: Preemption) -> list[RunningJob]:
@@ -662,7 +683,7 @@ class _Walk:
             self.resources_detail[(need, needs)] = (
                 f"needs {need} GPU(s){wants} on one node; most free on a node: {most}"
             )
-        detail = self.resources_detail[(need, needs)]
+        detail = self.gang_detail(job) if job.nodes > 1 else self.resources_detail[(need, needs)]
         if self.policies.backfill:
             detail += self.reserve(job, self.now_ts)
         self.waits.append(Wait(job.id, R_RESOURCES, detail))
@@ -685,50 +706,37 @@ class _Walk:
                 held.add(g)
                 self.unheld_total -= 1
 
-    def reserve_after_cap(self, job: PendingJob, reason: str) -> str:
-        """A job held by its user's or team's cap is reserved from when the cap frees (enough of their
-        running jobs reach their time limits), so later jobs cannot take the GPUs it was promised."""
-        limits = self.policies.limits
-        if reason == R_USER_LIMIT:
-            ends, cap, count = (
-                self.user_ends.get(job.owner, []),
-                limits.user_max_concurrent,
-                self.per_user[job.owner],
-            )
-        else:
-            ends, cap, count = (
-                self.team_ends.get(job.team, []),
-                limits.team_max_concurrent,
-                self.per_team[job.team],
-            )
-        ends = sorted(ends)
-        k = count - (cap or 0)
-        if k >= len(ends) or ends[k] == INF:
-            return ""
-        return self.reserve(job, max(self.now_ts, ends[k]))
-
     def reserve(self, job: PendingJob, after: float) -> str:
         """Book the earliest slot from `after` (Slurm's bf_max_job_test caps how many jobs try); a shape
         that found no future slot finds none again until something else is booked. Returns the text
         that the wait's detail gains."""
-        shape = (job.gpu_count, job.time_limit, job.needs, after)
-        if self.reservation_tries >= self.policies.backfill_depth or shape in self.unreservable:
+        profiles, caps = self.view(job), self.caps(job)
+        shape = (job.gpu_count, job.time_limit, job.needs, after, profiles is self.base, caps)
+        beyond_depth = self.reservation_tries >= self.policies.backfill_depth
+        if (beyond_depth and job.id not in self.had_reservation) or shape in self.unreservable:
             return ""
         self.reservation_tries += 1
+        if job.nodes > 1:
+            return self.reserve_gang(job, after, shape)
         duration = job.time_limit or INF
         excluded = self.busy_nodes if self.policies.serial == "node" else set()
         best: tuple[float, str] | None = None
         for name in self.node_names:
             if name in excluded or not self.could_host(name, job):
                 continue
-            t = self.profiles[name].earliest(job.gpu_count, duration, after)
+            wanted = ((profiles[name], job.gpu_count), *((profiles[key], 1) for key in caps))
+            t = _earliest(wanted, duration, after)
             if t is not None and (best is None or t < best[0]):
                 best = (t, name)
+        if profiles is not self.base and self.kept:
+            best = self.reserve_by_moving(job, after, best) or best
         if best is None:
             self.unreservable.add(shape)
             return ""
         t, name = best
-        self.profiles[name].book(t, t + duration, job.gpu_count)
+        self.book(name, t, t + duration, job.gpu_count)
+        for key in caps:
+            self.book(key, t, t + duration, 1)
         start = None if t == INF else datetime.fromtimestamp(t, tz=ZoneInfo("UTC"))
         self.reservations.append(Reservation(job.id, name, start, job.gpu_count))
         self.unplaceable.clear()
@@ -736,3 +744,373 @@ class _Walk:
         if start is None:
             return f"; reserved on {name} once running jobs without a time limit end"
         return f"; reserved on {name} from {start.isoformat()}"
+
+    # --- gang jobs (one part on each of several nodes, all started together) ----------------------
+
+    def gang_nodes(self, job: PendingJob) -> list[str]:
+        """The nodes that may take a part of this gang job (serial "node" mode: idle ones only)."""
+        excluded = self.busy_nodes if self.policies.serial == "node" else set()
+        return [n for n in self.node_names if n not in excluded and self.could_host(n, job)]
+
+    def start_gang(self, job: PendingJob) -> bool:
+        """All parts now, each on a different node, or none (with backfill: only where, run to its time
+        limit, no part can delay a reservation)."""
+        profiles = self.view(job)
+        shape = (job.gpu_count, job.nodes, job.time_limit, job.needs, profiles is self.base)
+        if self.free_total < job.gpu_count or shape in self.unplaceable:
+            return False
+        end = self.now_ts + (job.time_limit or INF)  # backfill: each part must not delay a reservation
+        allowed = set(self.gang_nodes(job))
+        if self.policies.backfill:
+            allowed = {n for n in allowed if profiles[n].feasible(self.now_ts, end, job.per_node)}
+        parts = place_gang(job.nodes, job.per_node, self.free, self.meta, job.needs, allowed.__contains__)
+        if parts is None:
+            self.unplaceable.add(shape)
+            return False
+        self.record_gang_start(job, parts)
+        return True
+
+    def start_gang_on_unheld(self, job: PendingJob) -> bool:
+        """Strict order, behind a job that does not fit: every part on GPUs no job ahead could use."""
+        unheld = {
+            name: [g for g in gpus if g not in self.held_gpus[name]] for name, gpus in self.free.items()
+        }
+        allowed = set(self.gang_nodes(job))
+        parts = place_gang(job.nodes, job.per_node, unheld, self.meta, job.needs, allowed.__contains__)
+        if parts is None:
+            return False
+        self.record_gang_start(job, parts)
+        return True
+
+    def record_gang_start(self, job: PendingJob, parts) -> None:
+        end = self.now_ts + (job.time_limit or INF)
+        (node, gpus), others = parts[0], parts[1:]
+        self.record_start(job, node, gpus)  # the job's own accounting (limits, quotas) once, on rank 0
+        self.starts[-1] = self.starts[-1]._replace(parts=parts)
+        for node, gpus in others:
+            self.free[node] = [g for g in self.free[node] if g not in gpus]
+            self.free_total -= len(gpus)
+            self.unheld_total -= len(gpus)
+            self.busy_nodes.add(node)
+            if self.policies.backfill:
+                self.book(node, self.now_ts, end, len(gpus))
+
+    def reserve_gang(self, job: PendingJob, after: float, shape: tuple) -> str:
+        """`reserve` for a gang job: the earliest time all its parts fit together, booked on each node."""
+        duration, profiles, caps = job.time_limit or INF, self.view(job), self.caps(job)
+        also = [(profiles[key], 1) for key in caps]
+        found = earliest_together(
+            job.nodes, job.per_node, duration, after, profiles, self.gang_nodes(job), also
+        )
+        if found is None:
+            self.unreservable.add(shape)
+            return ""
+        t, names = found
+        for name in names:
+            self.book(name, t, t + duration, job.per_node)
+        for key in caps:
+            self.book(key, t, t + duration, 1)
+        start = None if t == INF else datetime.fromtimestamp(t, tz=ZoneInfo("UTC"))
+        self.reservations.append(Reservation(job.id, names[0], start, job.gpu_count, names))
+        self.unplaceable.clear()
+        self.unreservable.clear()
+        where = ", ".join(names)
+        if start is None:
+            return f"; reserved on {where} once running jobs without a time limit end"
+        return f"; reserved on {where} from {start.isoformat()}"
+
+    def gang_detail(self, job: PendingJob) -> str:
+        """Why a gang job does not fit now, cached like `block`'s detail until something starts."""
+        key = ("gang", job.per_node, job.nodes, job.needs)
+        if key not in self.resources_detail:
+            self.resources_detail[key] = self.describe_gang_wait(job)
+        return self.resources_detail[key]
+
+    def describe_gang_wait(self, job: PendingJob) -> str:
+        able = sum(
+            1
+            for n in self.gang_nodes(job)
+            if len(eligible(self.meta[n], self.free[n], job.needs)) >= job.per_node
+        )
+        wants = f" ({job.needs.describe()})" if not job.needs.plain else ""
+        return (
+            f"needs {job.per_node} GPU(s){wants} on each of {job.nodes} nodes at once; "
+            f"nodes with that many free: {able}"
+        )
+
+    # --- reservations kept across plans, and caps as slots (issue 13) ----------------------------------
+
+    def keep_reservations(self, ordered: list[PendingJob]) -> None:
+        """With backfill, book again the previous plan's reservation of each job still waiting, in queue
+        order, where it still fits. A job then only ever moves earlier: when its turn comes it drops its
+        kept slot and starts or reserves again, and it sees every kept slot of the jobs behind it, so it
+        moves earlier only into time nobody was promised (Mu'alem and Feitelson's compression); a job
+        that finished early cannot push anyone later. Only a job that *takes precedence* ignores the kept
+        slots of the jobs behind it (`view`): one that had no reservation in the previous plan (a new
+        arrival that ranks ahead, a job released from a hold) or a starving one (see `Ageing`). Where it
+        books over kept slots, those of the jobs lowest in the queue are dropped first (`displace`); their
+        jobs reserve afresh when their turn comes, still behind every other kept slot."""
+        p = self.policies
+        # job -> (start, end, what it holds: (node, GPUs) and (cap key, 1) for each of its caps)
+        self.kept: dict[int, tuple[float, float, tuple[tuple[str | tuple[str, int], int], ...]]] = {}
+        self.base = self.profiles  # the profiles without the kept slots of jobs not yet considered
+        self.had_reservation: frozenset[int] = frozenset()
+        self.rank: dict[int, int] = {}  # queue position of each job with a kept slot
+        self.kept_jobs: dict[int, PendingJob] = {}
+        self.starving_after = p.ageing.threshold_seconds if p.ageing is not None else INF
+        limits = p.limits
+        self.cap_slots = p.backfill and (
+            limits.max_concurrent is not None
+            or limits.user_max_concurrent is not None
+            or limits.team_max_concurrent is not None
+        )
+        self.cap_ends: dict[tuple[str, int], list[float]] = {}  # running jobs' ends per cap
+        self.cap_keys: dict[tuple[int, int | None], tuple[tuple[str, int], ...]] = {}  # per owner, team
+        if self.cap_slots:
+            for r in self.s.running:
+                end = r.started_at.timestamp() + r.time_limit if r.time_limit else INF
+                self.cap_ends.setdefault(GLOBAL_CAP, []).append(end)
+                self.cap_ends.setdefault(("user", r.owner), []).append(end)
+                if r.team is not None:
+                    self.cap_ends.setdefault(("team", r.team), []).append(end)
+        previous = {r.job_id: r for r in self.s.previous_reservations}
+        if not p.backfill or not previous:
+            return
+        self.had_reservation = frozenset(previous)
+        self.base = {name: profile.copy() for name, profile in self.profiles.items()}
+        for rank, job in enumerate(ordered):
+            r = previous.get(job.id)
+            if r is None:
+                continue
+            # A gang job holds its part's GPUs on each of its nodes, all from the same time.
+            places = r.nodes if job.nodes > 1 else (r.node,)
+            if len(places) != job.nodes or not all(
+                name in self.profiles and self.could_host(name, job) for name in places
+            ):
+                continue
+            duration = job.time_limit or INF
+            promised = INF if r.start is None else max(self.now_ts, r.start.timestamp())
+            holds = (
+                *((name, job.per_node) for name in places),
+                *((key, 1) for key in self.caps(job)),
+            )
+            wanted = tuple((self.profiles[key], amount) for key, amount in holds)
+            t: float | None = promised
+            if not all(profile.feasible(promised, promised + duration, n) for profile, n in wanted):
+                # The slack absorbs the microseconds lost when a start was stored as a datetime.
+                t = _earliest(wanted, duration, promised - _SLACK)
+                if t is None or t > promised + _SLACK:
+                    continue  # no longer fits: the node lost GPUs, or a running job overran its limit
+            for profile, amount in wanted:
+                profile.book(t, t + duration, amount)
+            self.kept[job.id] = (t, t + duration, holds)
+            self.rank[job.id] = rank
+            self.kept_jobs[job.id] = job
+
+    def caps(self, job: PendingJob) -> tuple[tuple[str, int], ...]:
+        """With backfill, the global cap and a user's or team's cap are resources like GPUs: a profile of
+        free slots (the cap, less running jobs until their time limits, less starts and reservations). A
+        job takes one global slot and one of its owner's and of its team's for its whole run, so a reservation is made only where the
+        cap will let the job start, and no start takes a slot promised to a reserved job."""
+        if not self.cap_slots:
+            return ()
+        whose = (job.owner, job.team)
+        known = self.cap_keys.get(whose)
+        if known is not None:
+            return known
+        limits, keys = self.policies.limits, []
+        if limits.max_concurrent is not None:
+            keys.append((GLOBAL_CAP, limits.max_concurrent))
+        if limits.user_max_concurrent is not None:
+            keys.append((("user", job.owner), limits.user_max_concurrent))
+        if limits.team_max_concurrent is not None and job.team is not None:
+            keys.append((("team", job.team), limits.team_max_concurrent))
+        for key, cap in keys:
+            if key not in self.profiles:
+                ends = self.cap_ends.get(key, [])
+                self.profiles[key] = Profile(cap - len(ends), [(end, 1) for end in ends])
+                if self.base is not self.profiles:
+                    self.base[key] = self.profiles[key].copy()
+        known = self.cap_keys[whose] = tuple(key for key, _ in keys)
+        return known
+
+    def cap_reserved(self, job: PendingJob) -> tuple[str, str] | None:
+        """Below its cap now, but the free slot is promised to another of the owner's (team's) jobs
+        before this job, run to its time limit, would end."""
+        profiles, end = self.view(job), self.now_ts + (job.time_limit or INF)
+        for key in self.caps(job):
+            if not profiles[key].feasible(self.now_ts, end, 1):
+                if key == GLOBAL_CAP:
+                    count, cap = self.running_total, self.policies.limits.max_concurrent
+                    return (
+                        R_GLOBAL_LIMIT,
+                        f"{count} of {cap} jobs running; the rest is reserved for waiting jobs",
+                    )
+                if key[0] == "user":
+                    count, cap = self.per_user[job.owner], self.policies.limits.user_max_concurrent
+                    return (
+                        R_USER_LIMIT,
+                        f"its owner runs {count} of {cap}; the rest is reserved for their jobs",
+                    )
+                count, cap = self.per_team[job.team], self.policies.limits.team_max_concurrent
+                return R_TEAM_LIMIT, f"its team runs {count} of {cap}; the rest is reserved for their jobs"
+        return None
+
+    def view(self, job: PendingJob) -> dict[str | tuple[str, int], Profile]:
+        """The profiles a job must respect: all bookings, or, for a job that takes precedence over kept
+        reservations (see keep_reservations), all but the kept slots of the jobs behind it."""
+        if self.kept and (
+            job.id not in self.had_reservation or self.now_ts - job.since_ts > self.starving_after
+        ):
+            return self.base
+        return self.profiles
+
+    def book(self, key: str | tuple[str, int], start: float, end: float, amount: int) -> None:
+        """Book a start or a reservation on a node's (or a cap's) profile; a job that takes precedence
+        may displace kept slots."""
+        self.profiles[key].book(start, end, amount)
+        if self.base is not self.profiles:
+            self.base[key].book(start, end, amount)
+            if self.kept and not self.profiles[key].feasible(start, end, 0):
+                self.displace(key, start, end)
+
+    def displace(self, key: str | tuple[str, int], start: float, end: float) -> None:
+        """Drop kept slots holding `key` (a node or a cap) over [start, end), lowest in the queue first,
+        until it is no longer overbooked."""
+        profile = self.profiles[key]
+        while not profile.feasible(start, end, 0):
+            overlapping = [
+                job_id
+                for job_id, (s, e, holds) in self.kept.items()
+                if any(k == key for k, _ in holds) and (s < end or end == INF) and (start < e or e == INF)
+            ]
+            if not overlapping:
+                return
+            self.drop_kept(max(overlapping, key=self.rank.__getitem__))
+
+    # --- moving kept slots of jobs behind to other nodes, so that a job ahead can go earlier ---------
+
+    def start_by_moving(self, job: PendingJob):
+        """A placement now on a node where only kept slots of jobs behind stop the job, made free by
+        moving each of those slots to another node (or time) no later than promised; or None."""
+        if not self.kept or self.policies.serial == "node":
+            return None
+        duration, now_ts = job.time_limit or INF, self.now_ts
+        for name in self.node_names:
+            gpus = self.free[name]
+            if len(gpus) < job.gpu_count or not self.base[name].feasible(
+                now_ts, now_ts + duration, job.gpu_count
+            ):
+                continue
+            placement = place(job.gpu_count, [replace(self.meta[name], free=tuple(gpus))], job.needs)
+            if placement is not None and self.move_kept_from(name, now_ts, now_ts + duration, job.gpu_count):
+                return placement
+        return None
+
+    def reserve_by_moving(self, job: PendingJob, after: float, best: tuple[float, str] | None):
+        """An earlier slot than `best` on a node where only kept slots of jobs behind stop the job, made
+        free as `start_by_moving` does; or None."""
+        if self.policies.serial == "node":
+            return None
+        duration, caps = job.time_limit or INF, self.caps(job)
+        # Only a node holding kept slots of jobs behind can offer more than `best` did.
+        holding = {key for _, _, holds in self.kept.values() for key, _ in holds}
+        earlier = []
+        for name in self.node_names:
+            if name not in holding or not self.could_host(name, job):
+                continue
+            wanted = ((self.base[name], job.gpu_count), *((self.profiles[key], 1) for key in caps))
+            t = _earliest(wanted, duration, after, INF if best is None else best[0] - _SLACK)
+            if t is not None and t < INF:
+                earlier.append((t, name))
+        for t, name in sorted(earlier):
+            if self.move_kept_from(name, t, t + duration, job.gpu_count):
+                return t, name
+        return None
+
+    def move_kept_from(self, node: str, start: float, end: float, gpus: int) -> bool:
+        """Make `gpus` of `node` free over [start, end) by moving kept slots there (lowest in the queue
+        first) elsewhere, each to the earliest place and time no later than its promise. All or
+        nothing: if one cannot move, every slot is put back and False returned. The guarantee holds:
+        no kept slot moves later."""
+        profile, moved = self.profiles[node], []
+        while not profile.feasible(start, end, gpus):
+            overlapping = [
+                job_id
+                for job_id, (s, e, holds) in self.kept.items()
+                if any(k == node for k, _ in holds) and s < end and (start < e or e == INF)
+            ]
+            movable = [j for j in overlapping if self.kept_jobs[j].nodes == 1 and self.kept[j][0] < INF]
+            if len(movable) < len(overlapping) or not movable:
+                return self.put_back(moved, [])
+            job_id = max(movable, key=self.rank.__getitem__)
+            moved.append((job_id, self.kept[job_id]))
+            self.unbook_kept(job_id)
+        profile.book(start, end, gpus)  # held while the moved slots find their new places
+        placed = []
+        for job_id, (promised, _, holds) in sorted(moved, key=lambda m: self.rank[m[0]]):
+            job = self.kept_jobs[job_id]
+            caps = tuple(key for key, _ in holds[1:])
+            duration = job.time_limit or INF
+            found: tuple[float, str] | None = None
+            for name in self.node_names:
+                if not self.could_host(name, job):
+                    continue
+                wanted = ((self.profiles[name], job.gpu_count), *((self.profiles[k], 1) for k in caps))
+                t = _earliest(wanted, duration, self.now_ts)
+                if t is not None and t <= promised + _SLACK and (found is None or t < found[0]):
+                    found = (t, name)
+            if found is None:
+                profile.book(start, end, -gpus)
+                return self.put_back(moved, placed)
+            t, name = found
+            new_holds = ((name, job.gpu_count), *((k, 1) for k in caps))
+            self.kept[job_id] = (t, t + duration, new_holds)
+            for key, amount in new_holds:
+                self.profiles[key].book(t, t + duration, amount)
+            placed.append(job_id)
+        profile.book(start, end, -gpus)
+        self.unplaceable.clear()
+        self.unreservable.clear()
+        return True
+
+    def put_back(self, moved, placed) -> bool:
+        for job_id in placed:
+            self.unbook_kept(job_id)
+        for job_id, slot in moved:
+            self.kept[job_id] = slot
+            s, e, holds = slot
+            for key, amount in holds:
+                self.profiles[key].book(s, e, amount)
+        return False
+
+    def unbook_kept(self, job_id: int) -> None:
+        start, end, holds = self.kept.pop(job_id)
+        for key, amount in holds:
+            self.profiles[key].book(start, end, -amount)
+
+    def drop_kept(self, job_id: int) -> None:
+        start, end, holds = self.kept.pop(job_id)
+        for key, amount in holds:
+            self.profiles[key].book(start, end, -amount)  # unbook
+        self.unplaceable.clear()
+        self.unreservable.clear()
+
+
+def _earliest(wanted, duration: float, after: float, before: float = INF) -> float | None:
+    """The first time from `after` at which each (profile, amount) has `amount` free for `duration`
+    (None if never, or not before `before`)."""
+    t = after
+    while True:
+        moved = False
+        for profile, amount in wanted:
+            u = profile.earliest(amount, duration, t, before)
+            if u is None:
+                return None
+            if u != t:
+                t, moved = u, True
+        if not moved:
+            return t
+
+
+_SLACK = 0.001  # seconds

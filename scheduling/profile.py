@@ -49,17 +49,27 @@ class Profile:
             lowest = min(lowest, min(self.levels[i + 1 : j]))
         return lowest >= gpus
 
-    def earliest(self, gpus: int, duration: float, after: float) -> float | None:
-        """The first time at or after `after` from which `gpus` stay free for `duration` (INF: once
-        jobs of unknown length have ended), or None if never."""
+    def earliest(self, gpus: int, duration: float, after: float, before: float = INF) -> float | None:
+        """The first time at or after `after` (and before `before`) from which `gpus` stay free for
+        `duration` (INF: once jobs of unknown length have ended), or None if never (or not before)."""
+        if before < INF and after >= before:
+            return None
         if self.feasible(after, after + duration, gpus):
             return after
-        for k in range(bisect_right(self.times, after), len(self.times)):
+        end = len(self.times) if before == INF else bisect_left(self.times, before)
+        for k in range(bisect_right(self.times, after), end):
             if self.levels[k] >= gpus and self.feasible(self.times[k], self.times[k] + duration, gpus):
                 return self.times[k]
         return None
 
+    def copy(self) -> "Profile":
+        twin = Profile(self.free_now, [])
+        twin.events = dict(self.events)
+        twin._rebuild()
+        return twin
+
     def book(self, start: float, end: float, gpus: int) -> None:
+        """Take `gpus` over [start, end) (a negative count gives them back: unbooking)."""
         self.events[start] = self.events.get(start, 0) - gpus
         if end < INF:
             self.events[end] = self.events.get(end, 0) + gpus

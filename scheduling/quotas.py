@@ -89,7 +89,7 @@ def quota_set(
     quota, _ = GpuQuota.objects.update_or_create(
         **target, defaults={"daily_gpu_seconds": daily_gpu_seconds, "weekly_gpu_seconds": weekly_gpu_seconds}
     )
-    from scheduling.events import request_tick
+    from scheduling.ticker import request_tick
 
     request_tick()
     return quota

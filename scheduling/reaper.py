@@ -92,7 +92,7 @@ def take_over(
     fault leaves no attempts. False when the attempt or its job moved meanwhile (an executor that
     heartbeated, claimed or finished wins)."""
     job = attempt.job
-    status, fields, why = _next(job, reason, fault=fault)
+    status, fields, why = next_after_loss(job, reason, fault=fault)
     try:
         with transaction.atomic():
             rows = Attempt.objects.filter(pk=attempt.pk, ended_at__isnull=True)
@@ -107,7 +107,9 @@ def take_over(
     return True
 
 
-def _next(job: Job, reason: str, *, fault: bool) -> tuple[Status, dict, str]:
+def next_after_loss(job: Job, reason: str, *, fault: bool) -> tuple[Status, dict, str]:
+    """Where a job goes when its attempt is lost (taken over here, or a gang's node lost, scheduling.gang):
+    the stop it was given, else back to the queue as attempt + 1, or failed once its attempts are spent."""
     common = {"lease_token": "", "batch_role": "", "batch_leader": None}  # a rescued job runs alone
     if job.stop_request:
         # It was being stopped anyway: finish what was asked (cancel, pause or preempt).
@@ -118,7 +120,7 @@ def _next(job: Job, reason: str, *, fault: bool) -> tuple[Status, dict, str]:
         fields = {**common, "attempt": job.attempt + 1, "faults": faults, "started_at": None}
         return Status.PENDING, fields, reason
     why = f"{reason}; attempts spent ({faults}/{job.max_attempts})"
-    return Status.FAILED, {**common, "error": reason}, why
+    return Status.FAILED, {**common, "error": reason, "faults": faults}, why
 
 
 def _kill_leftovers(attempt: Attempt) -> None:

@@ -2,8 +2,10 @@
 
 from django.utils import timezone
 
-from scheduling.models import Job, StopRequest
+from scheduling.models import Job, StopRequest, WaitReason
 from scheduling.states import Status
+
+IDLE_ERROR = "idle: its GPUs stayed below the idle_reclaim policy's utilization; stopped to free them"
 
 
 def request_stop(job: Job, kind: StopRequest, *, by, reason: str = "") -> bool:
@@ -23,7 +25,9 @@ def stopped_outcome(job: Job, kind: str) -> tuple[Status, dict]:
     """The status and fields a job takes once its processes are stopped for `kind`."""
     if kind == StopRequest.CANCEL:
         return Status.CANCELLED, {}
+    if kind == StopRequest.IDLE:  # idle-GPU reclaim (scheduling.reclaim): ended for good, never retried
+        return Status.CANCELLED, {"error": IDLE_ERROR}
     rerun = {"attempt": job.attempt + 1, "started_at": None, "lease_token": ""}
     if kind == StopRequest.PAUSE:
-        return Status.PAUSED, {**rerun, "wait_reason": "paused", "wait_detail": ""}
+        return Status.PAUSED, {**rerun, "wait_reason": WaitReason.PAUSED, "wait_detail": ""}
     return Status.PENDING, rerun  # preempt: back in the queue, a new attempt

@@ -1,4 +1,10 @@
-"""Remove django-q2 queue rows of executor tasks whose attempt is over.
+"""django-q2's queue on the database's clock, and the removal of queue rows of executor tasks whose attempt
+is over.
+
+django-q2's ORM broker stamps and reads its rows with each machine's own clock: a task enqueued by a
+machine whose clock is S seconds ahead of the node's stays invisible to that node for S seconds (and a
+dispatch is lost when S passes GPUQ_DISPATCH_TIMEOUT_SECONDS). `DatabaseClockBroker` (the base of
+scheduling.broker.WakingORM, Q_CLUSTER's `broker_class`) takes every time from the database instead, like the leases.
 
 The ORM broker deletes a task's row when its worker acknowledges it; a worker killed mid-task never does,
 and with our `retry` of years the row is never delivered again either, so it would stay for ever. A task
@@ -7,8 +13,14 @@ was recovered or re-dispatched), its row is useless and goes. Rows that do not d
 """
 
 import logging
+import time
+from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import DateTimeField, ExpressionWrapper
+from django.db.models.functions import Now
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from scheduling.models import Job
@@ -17,6 +29,43 @@ from scheduling.states import HOLDS_GPUS
 log = logging.getLogger("gpuq.taskqueue")
 
 EXECUTOR_TASK = "scheduling.executor.run_job"
+GANG_TASK = "scheduling.gang.run_part"
+
+
+def _db_now(plus: float = 0):
+    return ExpressionWrapper(Now() + timedelta(seconds=plus), output_field=DateTimeField())
+
+
+class DatabaseClockBroker(ORM):
+    """The ORM broker with every lock time from the database's clock, never a machine's own."""
+
+    def timeout(self, task):
+        return _db_now(Conf.RETRY)
+
+    def queue_size(self) -> int:
+        return self.get_connection().filter(key=self.list_key, lock__lte=Now()).count()
+
+    def lock_size(self) -> int:
+        return self.get_connection().filter(key=self.list_key, lock__gt=Now()).count()
+
+    def enqueue(self, task):
+        row = self.get_connection().create(
+            key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=_db_now()
+        )
+        return row.pk
+
+    def dequeue(self):
+        tasks = self.get_connection().filter(key=self.list_key, lock__lt=Now())[: Conf.BULK]
+        taken = [
+            (task.pk, task.payload)
+            for task in tasks
+            # Compare-and-set on the lock read: another cluster may have taken it meanwhile.
+            if self.get_connection().filter(id=task.id, lock=task.lock).update(lock=self.timeout(task))
+        ]
+        if tasks:
+            return taken
+        time.sleep(Conf.POLL)  # an empty queue: spare the processor, as django-q2 does
+        return None
 
 
 def prune_finished_tasks() -> int:
@@ -27,7 +76,7 @@ def prune_finished_tasks() -> int:
     for row in OrmQ.objects.only("id", "payload"):
         task = row.task
         args = task.get("args") or ()
-        if task.get("func") == EXECUTOR_TASK and len(args) == 2:
+        if task.get("func") in (EXECUTOR_TASK, GANG_TASK) and len(args) in (2, 3):  # gang: + rank
             attempts[row.pk] = (int(args[0]), str(args[1]))
     if not attempts:
         return 0

@@ -1,68 +1,56 @@
-"""The tick: load a snapshot, call the planner, apply its plan. One tick at a time everywhere."""
+"""The tick: load a snapshot, call the planner, apply its plan, store it. The ticker runs it."""
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from datetime import datetime
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from gpus.models import Allocation, Gpu, Node
-from scheduling import batching, events, planner, selectors
-from scheduling.models import Job, StopRequest
+from scheduling import batching, events, gang, planner, planstore, selectors
+from scheduling.models import Job, StopRequest, WaitReason
 from scheduling.states import Status
 from scheduling.stops import request_stop
+from scheduling.ticker import ticking
 from scheduling.transitions import TransitionConflict, transition
 
 log = logging.getLogger("gpuq.tick")
 
-_ADVISORY_LOCK_KEY = 0x67707571  # "gpuq"
 _CHUNK = 2000
 
 
-def _lock(*, wait: bool = True) -> bool:
-    """Serialise ticks across processes and machines for the rest of this transaction. Returns False
-    (without waiting) when `wait` is false and another tick holds the lock.
+def tick(now: datetime | None = None, timings: dict | None = None) -> planner.Plan:
+    """Plan and apply, then store the plan for reads (scheduling.planstore). Run by the ticker
+    (scheduling.ticker), which makes sure only one tick runs at a time; never inside a transaction.
 
-    PostgreSQL: a transaction-level advisory lock. SQLite: the IMMEDIATE transaction already holds the
-    database's single write lock.
+    Nothing here holds a write transaction while it reads or plans: the snapshot is read in autocommit
+    (WAL readers block no writer) and each decision is applied in its own short transaction by
+    compare-and-set, so a change made meanwhile makes a decision fail cleanly (the next tick plans
+    afresh) and on SQLite no writer waits longer than one short transaction. The planner's seconds go
+    into `timings["plan"]` when given (the ticker counts them for /metrics).
     """
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        if not wait:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
-            return bool(cursor.fetchone()[0])
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
-    return True
-
-
-def tick(now: datetime | None = None, *, wait: bool = True) -> planner.Plan | None:
-    """Plan and apply. With `wait=False` (a node's periodic tick) a tick already running elsewhere is
-    left to do the work, and None is returned: a node loop never waits behind another node's tick (a
-    frozen node's, say)."""
-    with events.ticking(), transaction.atomic():
-        if not _lock(wait=wait):
-            return None
-        # Taken once the lock is held: a tick that waited for another must not plan in the past.
+    with ticking():
         now = now or timezone.now()
         _release_scheduled(now)
         batching.form(now)
-        plan = planner.plan(selectors.snapshot(now), now)
+        snap = selectors.snapshot(now)
+        started = time.monotonic()
+        plan = planner.plan(snap, now)
+        if timings is not None:
+            timings["plan"] = time.monotonic() - started
         for fail in plan.fails:
             _fail(fail)
         for preempt in plan.preempts:
-            request_stop(
-                Job.objects.get(pk=preempt.job_id),
-                StopRequest.PREEMPT,
-                by=None,
-                reason=f"preempted for job {preempt.for_job}",
-            )
+            _preempt(preempt)
         for start in plan.starts:
             _dispatch(start)
         _record_waits(plan.waits)
+        planstore.save(plan, snap, now)
     return plan
 
 
@@ -70,7 +58,9 @@ def _release_scheduled(now: datetime) -> None:
     """Scheduled jobs whose start time has come become pending."""
     for job in Job.objects.filter(status=Status.SCHEDULED, start_after__lte=now):
         try:
-            transition(job, Status.PENDING, reason="start time reached", wait_reason="", wait_detail="")
+            transition(
+                job, Status.PENDING, reason="start time reached", wait_reason=WaitReason.NONE, wait_detail=""
+            )
         except TransitionConflict:
             pass
 
@@ -83,23 +73,36 @@ def _fail(fail: planner.Fail) -> None:
             Status.FAILED,
             reason=f"{fail.reason}: {fail.detail}",
             error=f"{fail.reason}: {fail.detail}",
-            wait_reason="",
+            wait_reason=WaitReason.NONE,
             wait_detail="",
         )
     except TransitionConflict:
         pass
 
 
+def _preempt(preempt: planner.Preempt) -> None:
+    request_stop(  # one compare-and-set: only a job still running is flagged
+        Job.objects.get(pk=preempt.job_id),
+        StopRequest.PREEMPT,
+        by=None,
+        reason=f"preempted for job {preempt.for_job}",
+    )
+
+
 def _dispatch(start: planner.Start) -> None:
-    job = Job.objects.get(pk=start.job_id)
-    node = Node.objects.get(name=start.node)
-    gpus = list(Gpu.objects.filter(node=node, index__in=start.gpus))
+    # The owner comes along: the dispatch's event names them.
+    job = Job.objects.select_related("owner").get(pk=start.job_id)
+    if start.parts:
+        node, gpus = Node.objects.get(name=start.node), gang.gpus_of(start.parts)
+    else:
+        gpus = list(Gpu.objects.filter(node__name=start.node, index__in=start.gpus).select_related("node"))
+        node = gpus[0].node if gpus else Node.objects.get(name=start.node)
     token = uuid.uuid4().hex
     attempt = dict(
         node=node,
         gpu_indices=list(start.gpus),
         lease_token=token,
-        wait_reason="",
+        wait_reason=WaitReason.NONE,
         wait_detail="",
         stop_request="",
         stop_requested_at=None,
@@ -109,15 +112,22 @@ def _dispatch(start: planner.Start) -> None:
     try:
         with transaction.atomic():
             Allocation.objects.bulk_create(
-                [Allocation(gpu=gpu, job=job, attempt=job.attempt) for gpu in gpus]
+                [Allocation(gpu=gpu, job=job, attempt=job.attempt, allocated_at=Now()) for gpu in gpus]
             )
             reason = f"placed on {node.name} GPU {','.join(map(str, start.gpus))}"
+            if start.parts:
+                reason = "placed on " + "; ".join(f"{n} GPU {','.join(map(str, g))}" for n, g in start.parts)
             transition(job, Status.DISPATCHED, reason=reason, **attempt)
+            if start.parts:
+                gang.open_parts(job, token, start.parts)
             if job.batch_role == batching.LEADER:
                 batching.dispatch_members(job, **attempt)
     except (IntegrityError, TransitionConflict) as error:
-        # Cannot happen under the tick lock unless something bypassed it; the next tick plans afresh.
+        # A GPU the snapshot saw free was taken meanwhile, or the job moved: the next tick plans afresh.
         log.error("job %s: not dispatched to %s: %s", job.pk, node.name, error)
+        return
+    if start.parts:
+        transaction.on_commit(lambda: gang.enqueue(job, token, start.parts))
         return
     transaction.on_commit(
         lambda: async_task(
@@ -132,10 +142,21 @@ def _dispatch(start: planner.Start) -> None:
 
 
 def _record_waits(waits: tuple[planner.Wait, ...]) -> None:
-    """Store each waiting job's reason, writing only rows whose reason changed."""
+    """Store each waiting job's reason, writing only rows whose reason changed.
+
+    The reasons stored now are read first (one narrow query), so a tick that changes no reason writes
+    nothing: at 10,000 waiting, updates that matched no row still scanned every waiting row, a fifth of
+    each tick. The update keeps its conditions, so a job that moved meanwhile is left alone."""
+    stored = dict(
+        (job_id, (reason, detail))
+        for job_id, reason, detail in Job.objects.filter(status=Status.PENDING).values_list(
+            "id", "wait_reason", "wait_detail"
+        )
+    )
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for wait in waits:
-        groups[(wait.reason, wait.detail)].append(wait.job_id)
+        if stored.get(wait.job_id, (wait.reason, wait.detail)) != (wait.reason, wait.detail):
+            groups[(wait.reason, wait.detail)].append(wait.job_id)
     changed = 0
     for (reason, detail), ids in groups.items():
         for i in range(0, len(ids), _CHUNK):

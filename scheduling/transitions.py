@@ -8,8 +8,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from gpus.models import Allocation
-from scheduling import events
-from scheduling.models import Attempt, Job, JobStateTransition
+from scheduling import events, fastinsert, ticker
+from scheduling.models import Attempt, AttemptPart, Job, JobStateTransition
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status, is_allowed
 
 log = logging.getLogger("gpuq.transitions")
@@ -71,16 +71,78 @@ def transition(
         )
         _record_attempt(job, from_status, to, token, updates, reason, lease or {})
         if from_status in HOLDS_GPUS and to not in HOLDS_GPUS:
-            Allocation.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=now)
+            # The database's clock, as the allocation's start (tick): GPU-hours never come out negative
+            # because two machines' clocks disagree.
+            Allocation.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=Now())
+            if getattr(job, "nodes", 1) > 1:  # a gang job: its parts end with the attempt
+                AttemptPart.objects.filter(attempt__job_id=job.pk, ended_at__isnull=True).update(
+                    ended_at=Now(), outcome=to, reason=reason[:500]
+                )
         for name, value in updates.items():
             setattr(job, name, value)
         events.emit_job(job, from_status=from_status, reason=reason[:500])
         # Ticks that can change something: a job became eligible, GPUs came free, or a job ended (its
         # dependents may start or fail).
         if to == Status.PENDING or to in TERMINAL or (from_status in HOLDS_GPUS and to not in HOLDS_GPUS):
-            events.request_tick()
+            ticker.request_tick()
     log.info("job %s: %s → %s%s", job.pk, from_status, to, f" ({reason})" if reason else "")
     return job
+
+
+def transition_waiting(jobs: list[Job], to: Status, *, by=None, reason: str = "") -> list[Job]:
+    """`transition()` for many waiting jobs at once (a sweep cancelled as one), in a few statements
+    whatever their number: each job moves only if it still holds the status it was read with (the
+    others moved meanwhile and are left out); returns the jobs moved, their fields updated. Only for
+    changes that neither start nor stop an execution: jobs and target outside HOLDS_GPUS."""
+    if to in HOLDS_GPUS or any(job.status in HOLDS_GPUS for job in jobs):
+        raise InvalidTransition("transition_waiting moves waiting jobs only; use transition()")
+    for job in jobs:
+        if not is_allowed(job.status, to):
+            raise InvalidTransition(f"job {job.pk}: {job.status} → {to} is not allowed")
+    now = timezone.now()
+    updates = {"status": to, "updated_at": now, **({"finished_at": now} if to in TERMINAL else {})}
+    moved = []
+    with transaction.atomic():
+        for from_status in sorted({job.status for job in jobs}):
+            group = {job.pk: job for job in jobs if job.status == from_status}
+            # Locked until commit (PostgreSQL; SQLite's IMMEDIATE transaction holds the write lock):
+            # the update below moves exactly the rows read here.
+            still = list(
+                Job.objects.select_for_update()
+                .filter(pk__in=group, status=from_status)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            Job.objects.filter(pk__in=still).update(**updates)
+            moved += [(group[pk], from_status) for pk in still]
+        for job, _ in moved:
+            for name, value in updates.items():
+                setattr(job, name, value)
+        fastinsert.insert_values(
+            JobStateTransition,
+            [
+                {
+                    "job_id": job.pk,
+                    "from_status": from_status,
+                    "to_status": to,
+                    "attempt": job.attempt,
+                    "at": now,
+                    "triggered_by_id": by.pk if by is not None else None,
+                    "reason": reason[:500],
+                }
+                for job, from_status in moved
+            ],
+        )
+        for from_status in {f for _, f in moved}:
+            events.emit_jobs(
+                [job for job, f in moved if f == from_status],
+                from_status=from_status,
+                reasons=[reason[:500]] * sum(1 for _, f in moved if f == from_status),
+            )
+        if moved and (to == Status.PENDING or to in TERMINAL):
+            ticker.request_tick()
+    log.info("%d jobs → %s%s", len(moved), to, f" ({reason})" if reason else "")
+    return [job for job, _ in moved]
 
 
 def _record_attempt(job, from_status, to, token, updates, reason, lease) -> None:
@@ -116,11 +178,36 @@ def _record_attempt(job, from_status, to, token, updates, reason, lease) -> None
             )
 
 
-def record_creation(job: Job, *, by=None, reason: str = "submitted") -> None:
-    """Log the first status of a new job (the one status not reached by a transition)."""
-    JobStateTransition.objects.create(
+def record_creation(job: Job, *, by=None, reason: str = "submitted") -> JobStateTransition:
+    """Log the first status of a new job (the one status not reached by a transition); returns its row."""
+    first = JobStateTransition.objects.create(
         job=job, from_status="", to_status=job.status, attempt=job.attempt, triggered_by=by, reason=reason
     )
     events.emit_job(job, from_status="", reason=reason)
     if job.status == Status.PENDING:
-        events.request_tick()
+        ticker.request_tick()
+    return first
+
+
+def record_creations(jobs: list[Job], *, by=None, reasons: list[str]) -> None:
+    """`record_creation` for many new jobs at once (a bulk submission): one insert of their transition
+    rows, one of their events, and one tick requested for them all."""
+    now = timezone.now()
+    fastinsert.insert_values(
+        JobStateTransition,
+        [
+            {
+                "job_id": job.pk,
+                "from_status": "",
+                "to_status": job.status,
+                "attempt": job.attempt,
+                "at": now,
+                "triggered_by_id": by.pk if by is not None else None,
+                "reason": why[:500],
+            }
+            for job, why in zip(jobs, reasons, strict=True)
+        ],
+    )
+    events.emit_jobs(jobs, from_status="", reasons=reasons)
+    if any(job.status == Status.PENDING for job in jobs):
+        ticker.request_tick()

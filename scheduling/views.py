@@ -1,7 +1,8 @@
 """Server-rendered pages. Each one authorizes, calls selectors or services and renders. Live pages render
 their body as a fragment too (`?fragment=1`), which static/gpuq/live.js refetches when events arrive."""
 
-from datetime import UTC, datetime
+import functools
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from rest_framework import serializers
 
 from accounts.models import Team
 from accounts.permissions import (
@@ -24,20 +26,34 @@ from accounts.permissions import (
     is_lead_or_admin,
     priority_ceiling,
 )
-from scheduling import analytics, approvals, listing, quotas, selectors, services
-from scheduling.models import Event, JobTemplate, WaitReason
+from queueproject.strict import json_problem, whole_number
+from scheduling import analytics, approvals, listing, quotas, retention, selectors, services
+from scheduling.api.serializers import JobSubmitIn
+from scheduling.models import JobTemplate, WaitReason
+from scheduling.relay import latest_seq
 from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 from scheduling.transitions import InvalidTransition, TransitionConflict
 
 
+def live_page(view):
+    """For a page that follows the live stream: read the stream's position before the view reads
+    anything it shows, so every change the page may have missed comes after that position."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        request.live_cursor = latest_seq() if request.GET.get("fragment") != "1" else None
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _live(request, page: str, fragment: str, context: dict):
     """The whole page, or only its live body when the page's script asks for it. The whole page carries
-    the id of the last event it reflects, so its script follows the stream from there: a change made
-    between this render and the websocket's opening is not missed."""
+    the stream position read before its content (`live_page`), so its script follows the stream from
+    there: a change made while the page was rendered, or before the websocket opened, is not missed."""
     if request.GET.get("fragment") == "1":
         return render(request, fragment, context)
-    last = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    return render(request, page, {**context, "last_event": last})
+    return render(request, page, {**context, "last_event": request.live_cursor})
 
 
 def _list_state(request):
@@ -70,6 +86,7 @@ def _list_context(request, filters, errors) -> dict:
 
 
 @login_required
+@live_page
 def queue_page(request):
     """The queue: running jobs, then one page of waiting jobs and one of held jobs (`page`, `held`),
     filtered, searched and sorted in the database (listing.Filters)."""
@@ -92,7 +109,7 @@ def queue_page(request):
         "held_page": held,
         "page_query": _query(request, "page"),
         "held_query": _query(request, "held"),
-        "stats": selectors.queue_stats(),
+        "stats": selectors.queue_stats(by_user=False),
         # Everyone sees the queue; a job's own page is linked only for those who may read it.
         "visible": set(
             selectors.visible_jobs(request.user)
@@ -105,6 +122,7 @@ def queue_page(request):
 
 
 @login_required
+@live_page
 def job_page(request, job_id: int):
     job = get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
     transitions = list(job.transitions.select_related("triggered_by").order_by("id"))
@@ -160,7 +178,7 @@ def approvals_page(request):
     number = request.POST.get("page") or request.GET.get("page") or "1"
     if request.method == "POST":
         _decide(request)
-        return redirect(f"{reverse('approvals')}?page={number if number.isdigit() else 1}")
+        return redirect(f"{reverse('approvals')}?page={number if whole_number(number) else 1}")
     page = Paginator(approvals.inbox(request.user), APPROVALS_PER_PAGE).get_page(number)
     return render(
         request, "scheduling/approvals.html", {"page": page, "entries": approvals.entries(page.object_list)}
@@ -171,7 +189,9 @@ def _decide(request) -> None:
     """Approve or reject the posted job; the outcome is a message on the page. A job the user cannot see
     is a 404, as in the API; one they see but may not decide on is refused by the service."""
     job_id, action = request.POST.get("job", ""), request.POST.get("action", "")
-    job = get_object_or_404(selectors.visible_jobs(request.user), pk=int(job_id) if job_id.isdigit() else 0)
+    job = get_object_or_404(
+        selectors.visible_jobs(request.user), pk=int(job_id) if whole_number(job_id) else 0
+    )
     decide, done = {
         "approve": (services.job_approve, "approved"),
         "reject": (services.job_reject, "rejected"),
@@ -189,6 +209,7 @@ def _decide(request) -> None:
 
 
 @login_required
+@live_page
 def gpus_page(request):
     return _live(
         request, "scheduling/gpus.html", "scheduling/_gpus_body.html", {"nodes": selectors.gpu_board()}
@@ -196,6 +217,7 @@ def gpus_page(request):
 
 
 @login_required
+@live_page
 def my_jobs_page(request):
     """The user's jobs, paged, filtered and sorted; running ones first, so they open the first page."""
     filters, size, errors = _list_state(request)
@@ -210,6 +232,17 @@ def my_jobs_page(request):
         "actable": actable_job_ids(request.user, jobs),
     }
     return _live(request, "scheduling/me.html", "scheduling/_me_body.html", context)
+
+
+@login_required
+@require_POST
+def my_jobs_clear(request):
+    """Clear completed (seed 003): archive and remove all of this user's finished jobs, through the same
+    service as the cleanup API; their active jobs, and others' jobs, are never touched."""
+    now = timezone.now()
+    removed = retention.jobs_cleanup(finished_before=now, now=now, owner=request.user)
+    messages.success(request, f"Cleared {removed.jobs} finished job(s).")
+    return redirect("me")
 
 
 @login_required
@@ -283,7 +316,7 @@ def _param_fields(template: JobTemplate, values) -> list[dict]:
 
 def _submission(post, template, fields, raw_allowed) -> dict:
     """The service's arguments from the form; a value that is not of its field's type is a ValidationError."""
-    data: dict = {"name": post.get("name", "").strip()}
+    data: dict = {"name": _checked("name", post.get("name", "").strip())}
     if template is not None:
         params = {}
         for field in fields:
@@ -299,6 +332,9 @@ def _submission(post, template, fields, raw_allowed) -> dict:
                     raise ValidationError({"params": f"{field['name']}: a number"}) from None
             else:
                 params[field["name"]] = raw
+        problem = json_problem(params)
+        if problem:
+            raise ValidationError({"params": problem})
         data.update(template=template, params=params)
     else:
         lines = [line.strip() for line in post.get("argv", "").splitlines() if line.strip()]
@@ -310,13 +346,10 @@ def _submission(post, template, fields, raw_allowed) -> dict:
             raise ValidationError(
                 {"template": "choose a template, or write a command (one argument per line)"}
             )
-        data["argv"] = lines
+        data["argv"] = _checked("argv", lines)
     for key in ("gpu_count", "priority", "time_limit_seconds"):
         if post.get(key, "") != "":
-            try:
-                data[key] = int(post[key])
-            except ValueError:
-                raise ValidationError({key: "a whole number"}) from None
+            data[key] = _checked(key, post[key])
     if post.get("start_after"):
         try:
             data["start_after"] = datetime.fromisoformat(post["start_after"]).replace(tzinfo=UTC)
@@ -326,6 +359,69 @@ def _submission(post, template, fields, raw_allowed) -> dict:
     return data
 
 
+def _checked(key: str, value):
+    """A form value checked by the API's own field for it (type, bounds, no NUL), as a ValidationError
+    naming the field: out-of-range numbers never reach the database."""
+    try:
+        return JobSubmitIn().fields[key].run_validation(value)
+    except serializers.ValidationError as error:
+        detail = error.detail if isinstance(error.detail, list) else [str(error.detail)]
+        raise ValidationError({key: [str(m) for m in detail]}) from None
+
+
+COMPARE_MAX = 20  # jobs on one compare chart
+
+
+@login_required
+def compare_page(request):
+    """The curves of several jobs on one chart: `?jobs=1,2,3` or `?sweep=ID` (its first COMPARE_MAX jobs),
+    `&series=loss` to choose the series shown first. Each job is checked: those the user may not read are
+    named as not found, and their series are never asked for."""
+    jobs_raw, sweep_raw = request.GET.get("jobs", ""), request.GET.get("sweep", "")
+    ids, error = [], ""
+    if sweep_raw:
+        if not whole_number(sweep_raw):
+            error = "sweep: a sweep's id (a whole number)"
+        else:
+            sweep = get_object_or_404(selectors.visible_sweeps(request.user), pk=int(sweep_raw))
+            ids = list(sweep.jobs.order_by("array_index", "pk").values_list("pk", flat=True)[:COMPARE_MAX])
+    else:
+        parts = [part.strip() for part in jobs_raw.split(",") if part.strip()]
+        if not parts or len(parts) > COMPARE_MAX or not all(whole_number(part) for part in parts):
+            error = f"jobs: 1 to {COMPARE_MAX} job ids, comma-separated (?jobs=12,13,14)"
+        else:
+            ids = list(dict.fromkeys(int(part) for part in parts))
+    found = {job.pk: job for job in selectors.visible_jobs(request.user).filter(pk__in=ids)}
+    context = {
+        "error": error,
+        "jobs": [
+            {"id": pk, "name": found[pk].name, "metrics": reverse("api-job-metrics", args=[pk])}
+            for pk in ids
+            if pk in found
+        ],
+        "missing": [pk for pk in ids if pk not in found],
+        "series": request.GET.get("series", "")[:100],
+    }
+    return render(request, "scheduling/compare.html", context, status=400 if error else 200)
+
+
 @login_required
 def analytics_page(request):
-    return render(request, "scheduling/analytics.html", {"charts": analytics.charts(timezone.now())})
+    """The analytics over `since`..`until` (the API's parameters; by default the last 24 hours)."""
+    now = timezone.now()
+    try:
+        since, until = analytics.parse_range(request.GET, now)
+        error = ""
+    except analytics.BadRange as bad:
+        (since, until), error = analytics.parse_range({}, now), f"{bad.field}: {bad.message}"
+    figures = analytics.figures(since=since, until=until, now=now)
+    ranges = [("24 h", timedelta(hours=24)), ("7 days", timedelta(days=7)), ("30 days", timedelta(days=30))]
+    context = {
+        "charts": analytics.charts(figures),
+        "estimate_error": figures.estimate_error,
+        "since": since,
+        "until": until,
+        "error": error,
+        "ranges": [(name, (now - span).strftime("%Y-%m-%dT%H:%M:%SZ")) for name, span in ranges],
+    }
+    return render(request, "scheduling/analytics.html", context, status=400 if error else 200)

@@ -19,7 +19,23 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken, Level, Profile, Team
 from gpus.inventory import parse_declared
 from gpus.services import node_register
+from scheduling import listing, ticker
 from scheduling.environment import world_executable
+
+# Threads (the ticker's, a test's) close their connections after their work, so that the test database
+# can be dropped at the end (production keeps them: GPUQ_DB_CONN_MAX_AGE).
+settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """scripts/test runs the suite as several pytest processes at once (GPUQ_TEST_SHARD names each):
+    each gets test databases of its own (test_gpuq_<shard>, data/test-gpuq.sqlite3_<shard>)."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    if shard := os.environ.get("GPUQ_TEST_SHARD"):
+        _set_suffix_to_test_databases(shard)
+
 
 # Jobs started by a root test process run as `nobody` (scheduling/runas.py): they must reach their
 # folders (pytest's own temporary folders are 0700) and run a Python they may execute.
@@ -77,8 +93,9 @@ def _isolated_data(settings, tmp_path):
     settings.GPUQ_JOBS_DIR = tmp_path / "jobs"
     settings.GPUQ_LOG_DIR = tmp_path / "logs"
     settings.GPUQ_CHECKPOINT_ROOT = tmp_path / "checkpoints"
+    settings.GPUQ_ARCHIVE_DIR = tmp_path / "archive"
     settings.GPUQ_KILL_GRACE_SECONDS = 2.0
-    settings.GPUQ_PLAN_REUSE_SECONDS = 0  # each read plans afresh (tests change rows without events)
+    settings.GPUQ_ESTIMATE_SECONDS = 0  # each tick stores fresh estimates
     settings.GPUQ_HEARTBEAT_SECONDS = 0.2
     settings.GPUQ_CANCEL_POLL_SECONDS = 0.05
     settings.GPUQ_LEASE_SECONDS = 2.0
@@ -86,6 +103,10 @@ def _isolated_data(settings, tmp_path):
     # Throttle and lockout counts live in the (per-process) cache: each test starts from none. The rates
     # stay the production defaults (tests/accounts/test_throttling.py relies on that).
     cache.clear()
+    listing.forget_cached()  # the stored plan and queue order a read last saw: another database's
+    yield
+    # A tick asked for by this test must not run into the next test's database.
+    assert ticker.settle(timeout=60), "the ticker thread is still ticking"
 
 
 def make_user(username: str, level: str = Level.RESEARCHER, team: Team | None = None, **extra):
@@ -123,6 +144,7 @@ def root(db):
 
 def api_for(user) -> APIClient:
     client = APIClient()
+    client.default_format = "json"  # the API takes JSON only
     _, key = ApiToken.issue(user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client

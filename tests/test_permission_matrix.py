@@ -3,7 +3,8 @@ user, with the HTTP status each must get (and, for replies that carry a job, whe
 
 One row is one line of ROWS: method, path, body, then the expected cell for each column of COLUMNS.
 A cell is a status code; `+` after it means the reply shows the job's `env` (every other 2xx reply
-must not). Paths and bodies name the world's rows in braces: {job} (alice's pending job, priority 10),
+must not). Paths and bodies name the world's rows in braces: {job} (alice's pending job, priority 10, the
+one job of her {sweep}),
 {blocked} (awaiting approval), {paused}, {policy}, {owner} (alice's user id). Each row builds the world
 once and runs each column inside a savepoint that is rolled back, so every cell starts from the same
 state. `WS` rows open the live websocket: 101 accepted, `closed` refused.
@@ -14,7 +15,6 @@ see); victor is a viewer (vision, staff); root is the admin; sam is staff with n
 """
 
 import json
-from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken, Level, Profile, Team
 from gpus.inventory import parse_declared
 from gpus.services import node_register
-from scheduling.models import Job, JobTemplate, PolicyType, SchedulingPolicy
+from scheduling.models import Job, JobTemplate, PolicyType, SchedulingPolicy, Sweep
 from scheduling.states import Status
 from tests.conftest import make_user
 
@@ -40,29 +40,41 @@ ROWS = [
     # The REST API (scheduling/api/urls.py).                      anon owner mate other lead olead view admin staff
     ("GET", "/api/v1/jobs", None,                                 "401 200+ 200 200 200 200 200 200+ 200"),
     ("POST", "/api/v1/jobs", {"template": "hello"},               "401 201+ 201+ 201+ 201+ 201+ 403 201+ 201+"),
+    ("POST", "/api/v1/jobs", [{"template": "hello"}] * 2,         "401 201 201 201 201 201 403 201 201"),
+    ("POST", "/api/v1/jobs", {"template": "hello", "sweep": {"sets": [{}, {}]}}, "401 201 201 201 201 201 403 201 201"),
+    ("GET", "/api/v1/sweeps/{sweep}", None,                       "401 200 404 404 200 404 404 200 404"),
+    ("POST", "/api/v1/sweeps/{sweep}/cancel", {},                 "401 200 404 404 200 404 404 200 404"),
     ("GET", "/api/v1/jobs/{job}", None,                           "401 200+ 404 404 200 404 404 200+ 404"),
     ("GET", "/api/v1/jobs/{job}/log", None,                       "401 200 404 404 200 404 404 200 404"),
+    ("GET", "/api/v1/jobs/{job}/audit", None,                     "401 200 404 404 200 404 404 200 404"),
+    ("GET", "/api/v1/jobs/{job}/log/search", {"q": "x"},          "401 200 404 404 200 404 404 200 404"),
+    ("GET", "/api/v1/jobs/{job}/log/download", None,              "401 200 404 404 200 404 404 200 404"),
+    ("GET", "/api/v1/jobs/{job}/metrics", None,                   "401 200 404 404 200 404 404 200 404"),
     ("POST", "/api/v1/jobs/{job}/cancel", {},                     "401 200+ 404 404 200 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{job}/pause", {},                      "401 200+ 404 404 200 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{paused}/resume", {},                  "401 200+ 404 404 200 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{blocked}/approve", {},                "401 403 404 404 200 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{blocked}/reject", {"reason": "no"},   "401 403 404 404 200 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{job}/priority", {"priority": 5},      "401 200+ 404 404 200 404 404 200+ 404"),
-    ("POST", "/api/v1/jobs/{job}/priority", {"priority": 20},     "401 400 404 404 200 404 404 200+ 404"),
-    ("POST", "/api/v1/jobs/{job}/priority", {"priority": 1000},   "401 400 404 404 400 404 404 200+ 404"),
-    ("POST", "/api/v1/jobs/{job}/priority", {"priority": -1000},  "401 200+ 404 404 400 404 404 200+ 404"),
+    ("POST", "/api/v1/jobs/{job}/priority", {"priority": 20},     "401 403 404 404 200 404 404 200+ 404"),
+    ("POST", "/api/v1/jobs/{job}/priority", {"priority": 1000},   "401 403 404 404 403 404 404 200+ 404"),
+    ("POST", "/api/v1/jobs/{job}/priority", {"priority": -1000},  "401 200+ 404 404 403 404 404 200+ 404"),
     ("POST", "/api/v1/jobs/{job}/share", {"user": "tom"},         "401 200 404 404 403 404 404 200 404"),
     ("GET", "/api/v1/approvals", None,                            "401 403 403 403 200 200 403 200 403"),
     ("GET", "/api/v1/queue", None,                                "401 200 200 200 200 200 200 200 200"),
     ("GET", "/api/v1/queue/stats", None,                          "401 200 200 200 200 200 200 200 200"),
     ("GET", "/api/v1/queue/me", None,                             "401 200 200 200 200 200 200 200 200"),
     ("GET", "/api/v1/queue/position/{job}", None,                 "401 200 404 404 200 404 404 200 404"),
+    ("POST", "/api/v1/queue/{job}/cancel", {},                    "401 200+ 404 404 200 404 404 200+ 404"),
+    ("POST", "/api/v1/queue/{blocked}/approve", {},               "401 403 404 404 200 404 404 200+ 404"),
+    ("POST", "/api/v1/queue/{blocked}/reject?reason=no", {},      "401 403 404 404 200 404 404 200+ 404"),
     ("POST", "/api/v1/queue/reorder", {"job": "{job}", "priority": 20}, "401 403 403 403 403 403 403 200 403"),
     ("POST", "/api/v1/queue/pause", {},                           "401 403 403 403 403 403 403 204 403"),
     ("POST", "/api/v1/queue/resume", {},                          "401 403 403 403 403 403 403 204 403"),
     ("GET", "/api/v1/queue/concurrency", None,                    "401 200 200 200 200 200 200 200 200"),
     ("POST", "/api/v1/queue/concurrency", {"max_concurrent": 4},  "401 403 403 403 403 403 403 200 403"),
     ("POST", "/api/v1/queue/process", {},                         "401 403 403 403 403 403 403 200 403"),
+    ("POST", "/api/v1/queue/cleanup", {},                         "401 403 403 403 403 403 403 200 403"),
     ("GET", "/api/v1/quota/status", None,                         "401 200 200 200 200 200 200 200 200"),
     ("PUT", "/api/v1/admin/quotas", {"user": "alice", "daily_gpu_seconds": 60}, "401 403 403 403 403 403 403 200 403"),
     ("GET", "/api/v1/policies", None,                             "401 200 200 200 200 200 200 200 200"),
@@ -71,8 +83,35 @@ ROWS = [
     ("PUT", "/api/v1/policies/{policy}", {"type": "off_peak", "config": {}, "enabled": False}, "401 403 403 403 403 403 403 200 403"),
     ("PATCH", "/api/v1/policies/{policy}", {"enabled": False},    "401 403 403 403 403 403 403 200 403"),
     ("DELETE", "/api/v1/policies/{policy}", None,                 "401 403 403 403 403 403 403 204 403"),
+    ("GET", "/api/v1/analytics", None,                            "401 200 200 200 200 200 200 200 200"),
+    ("GET", "/api/v1/simulations", None,                          "401 403 403 403 403 403 403 200 403"),
+    ("POST", "/api/v1/simulations", {"trace": "submit_time,gpus,runtime,user\n0,1,5,a\n", "nodes": [1]}, "401 403 403 403 403 403 403 201 403"),
+    ("GET", "/api/v1/simulations/999", None,                      "401 403 403 403 403 403 403 404 403"),
+    ("GET", "/api/v1/users", None,                                "401 403 403 403 403 403 403 200 403"),
+    ("POST", "/api/v1/users", {"username": "newbie"},             "401 403 403 403 403 403 403 201 403"),
+    ("GET", "/api/v1/users/alice", None,                          "401 403 403 403 403 403 403 200 403"),
+    ("PATCH", "/api/v1/users/alice", {"level": "lead"},           "401 403 403 403 403 403 403 200 403"),
+    ("GET", "/api/v1/teams", None,                                "401 403 403 403 403 403 403 200 403"),
+    ("POST", "/api/v1/teams", {"name": "robotics"},               "401 403 403 403 403 403 403 201 403"),
+    ("GET", "/api/v1/teams/vision", None,                         "401 403 403 403 403 403 403 200 403"),
+    ("PATCH", "/api/v1/teams/nlp", {"name": "language"},          "401 403 403 403 403 403 403 200 403"),
+    ("DELETE", "/api/v1/teams/vision", None,                      "401 403 403 403 403 403 403 409 403"),
+    ("GET", "/api/v1/levels", None,                               "401 403 403 403 403 403 403 200 403"),
+    ("PATCH", "/api/v1/levels/viewer", {"max_time_limit_seconds": 60}, "401 403 403 403 403 403 403 200 403"),
     ("GET", "/api/v1/templates", None,                            "401 200 200 200 200 200 200 200 200"),
+    ("POST", "/api/v1/templates", {"name": "bye", "argv_template": ["/bin/echo", "bye"]}, "401 403 403 403 403 403 403 201 403"),
+    ("GET", "/api/v1/templates/hello", None,                      "401 403 403 403 403 403 403 200 403"),
+    ("PATCH", "/api/v1/templates/hello", {"enabled": False},      "401 403 403 403 403 403 403 200 403"),
+    ("DELETE", "/api/v1/templates/hello", None,                   "401 403 403 403 403 403 403 204 403"),
     ("GET", "/api/v1/me", None,                                   "401 200 200 200 200 200 200 200 200"),
+    ("GET", "/api/v1/me/notifications", None,                    "401 200 200 200 200 200 200 200 200"),
+    ("PATCH", "/api/v1/me/notifications", {"kinds": {"started": {"email": True}}}, "401 200 200 200 200 200 200 200 200"),
+    ("PUT", "/api/v1/me/notifications/webhook", {"url": "https://hooks.example.org/x"}, "401 200 200 200 200 200 200 200 200"),
+    ("GET", "/api/v1/me/notifications/deliveries", None,          "401 200 200 200 200 200 200 200 200"),
+    ("DELETE", "/api/v1/me/notifications/webhook", None,          "401 404 404 404 404 404 404 404 404"),
+    ("GET", "/api/v1/notifications/team-hooks", None,             "401 403 403 403 403 403 403 200 403"),
+    ("POST", "/api/v1/notifications/team-hooks", {"team": "vision", "url": "https://hooks.example.org/t", "kinds": ["failed"]}, "401 403 403 403 403 403 403 201 403"),
+    ("DELETE", "/api/v1/notifications/team-hooks/999999", None,   "401 403 403 403 403 403 403 404 403"),
     ("GET", "/api/v1/tokens", None,                               "401 200 200 200 200 200 200 200 200"),
     ("POST", "/api/v1/tokens", {"name": "laptop", "days": 7},     "401 201 201 201 201 201 201 201 201"),
     ("DELETE", "/api/v1/tokens/{token}", None,                    "401 204 404 404 404 404 404 404 404"),
@@ -85,15 +124,21 @@ ROWS = [
     # The pages (scheduling/urls.py): a login first; a job's page and buttons as the API decides.
     ("GET", "/", None,                                            "302 200 200 200 200 200 200 200 200"),
     ("GET", "/jobs/{job}/", None,                                 "302 200 404 404 200 404 404 200 404"),
+    ("GET", "/jobs/compare/?jobs={job}", None,                    "302 200 200 200 200 200 200 200 200"),
+    ("GET", "/jobs/compare/?sweep={sweep}", None,                 "302 200 404 404 200 404 404 200 404"),
     ("POST", "/jobs/{job}/pause", {},                             "302 302 404 404 302 404 404 302 404"),
     ("POST", "/jobs/{paused}/resume", {},                         "302 302 404 404 302 404 404 302 404"),
     ("POST", "/jobs/{job}/cancel", {},                            "302 302 404 404 302 404 404 302 404"),
     ("GET", "/gpus/", None,                                       "302 200 200 200 200 200 200 200 200"),
     ("GET", "/me/", None,                                         "302 200 200 200 200 200 200 200 200"),
+    ("POST", "/me/clear", {},                                     "302 302 302 302 302 302 302 302 302"),
+    ("GET", "/me/clear", None,                                    "302 405 405 405 405 405 405 405 405"),
     ("GET", "/submit/", None,                                     "302 200 200 200 200 200 403 200 200"),
     ("POST", "/submit/", {"template": "hello"},                   "302 302 302 302 302 302 403 302 302"),
     ("GET", "/approvals/", None,                                  "302 403 403 403 200 200 403 200 403"),
     ("POST", "/approvals/", {"job": "{blocked}", "action": "approve"}, "302 403 403 403 302 404 403 302 403"),
+    ("GET", "/notifications/", None,                              "302 200 200 200 200 200 200 200 200"),
+    ("POST", "/notifications/", {"email_failed": "on", "url": "https://hooks.example.org/p"}, "302 200 200 200 200 200 200 200 200"),
     ("GET", "/analytics/", None,                                  "302 200 200 200 200 200 200 200 200"),
     # Their own API tokens (accounts/urls.py): everyone's own; revoking another's deletes nothing.
     ("GET", "/tokens/", None,                                     "302 200 200 200 200 200 200 200 200"),
@@ -105,7 +150,10 @@ ROWS = [
     ("GET", "/admin/scheduling/job/{job}/change/", None,          "302 302 302 302 200 302 302 200+ 302"),
     ("GET", "/admin/scheduling/job/queue/", None,                 "302 302 302 302 200 200 200 200 200"),
     ("POST", "/admin/scheduling/job/queue/move/", {"job": "{job}", "before": "{blocked}"}, "302 302 302 302 403 403 403 200 403"),
+    ("POST", "/admin/scheduling/job/{job}/delete/", {"post": "yes"}, "302 302 302 302 403 403 403 403 403"),
     ("GET", "/admin/scheduling/schedulingpolicy/add/", None,      "302 302 302 302 403 403 403 200 403"),
+    ("GET", "/admin/scheduling/simulation/add/", None,            "302 302 302 302 403 403 403 200 403"),
+    ("GET", "/admin/scheduling/simulation/", None,                "302 302 302 302 403 403 403 200 403"),
     ("POST", "/admin/scheduling/schedulingpolicy/{policy}/change/", {"type": "off_peak", "config": "{}"}, "302 302 302 302 403 403 403 302 403"),
     ("GET", "/admin/scheduling/gpuquota/add/", None,              "302 302 302 302 403 403 403 200 403"),
     ("GET", "/admin/scheduling/jobtemplate/", None,               "302 302 302 302 403 403 403 200 403"),
@@ -163,8 +211,10 @@ class World:
             boot_id="",
         )
         JobTemplate.objects.create(name="hello", argv_template=["/bin/echo", "hi"], params_schema={})
+        sweep = Sweep.objects.create(owner=alice, team=vision, name="sweep", size=1)
         self.ids = {
-            "job": job(Status.PENDING).pk,
+            "sweep": sweep.pk,
+            "job": job(Status.PENDING, sweep=sweep, array_index=0).pk,
             "blocked": job(Status.BLOCKED, wait_reason="approval").pk,
             "paused": job(Status.PAUSED, wait_reason="paused").pk,
             "policy": SchedulingPolicy.objects.create(
@@ -178,6 +228,8 @@ class World:
         """A body's "{name}" becomes the world's id; a path's {name} too."""
         if isinstance(value, dict):
             return {k: self.fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.fill(v) for v in value]
         if (
             isinstance(value, str)
             and value.startswith("{")
@@ -195,7 +247,8 @@ def _shows_env(response) -> bool:
         body = json.loads(response.content or b"null")
         jobs = body.get("results", [body]) if isinstance(body, dict) else []
         return any(isinstance(j, dict) and "env" in j for j in jobs)
-    return b"field-env" in response.content
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    return b"field-env" in content
 
 
 def _connect(user) -> str:
@@ -206,15 +259,10 @@ def _connect(user) -> str:
         communicator.scope["user"] = user or AnonymousUser()
         connected, _ = await communicator.connect()
         await communicator.disconnect()
-        if relay.task is not None:  # the relay belongs to this test's event loop: stop it with it
-            relay.task.cancel()
-            relay.task = None
+        await relay.stop()  # the relay belongs to this test's event loop: stop it with it
         return "101" if connected else "closed"
 
-    # Channels closes "old" connections around each database call; in a test's transaction that would
-    # close the test's own connection, so the relay reads through it as it is.
-    with mock.patch("channels.db.close_old_connections", lambda: None):
-        return async_to_sync(attempt)()
+    return async_to_sync(attempt)()
 
 
 def cell(world: World, actor: str, method: str, path: str, body) -> str:
@@ -262,7 +310,9 @@ def test_every_api_endpoint_and_page_has_a_row():
     from scheduling.api import urls as api
 
     covered = {
-        resolve(path.format(job=1, blocked=2, paused=3, policy=4, owner=5, token=6)).url_name
+        resolve(
+            path.format(job=1, blocked=2, paused=3, policy=4, owner=5, token=6, sweep=7).split("?")[0]
+        ).url_name
         for _, path, _, _ in ROWS
         if path.startswith("/") and not path.startswith("/ws/")
     }

@@ -1,16 +1,16 @@
 """API view of the approvals inbox: the blocked jobs the caller may approve or reject (for `gpuq`)."""
 
 from django.core.exceptions import PermissionDenied
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
+from drf_spectacular.utils import extend_schema
 from rest_framework.views import APIView
 
 from accounts.permissions import is_lead_or_admin
 from scheduling import approvals
+from scheduling.api import shapes
+from scheduling.api.paging import CappedLimitOffset, whole
 
 
-class ApprovalPages(LimitOffsetPagination):
+class ApprovalPages(CappedLimitOffset):
     default_limit = 50
     max_limit = 200
 
@@ -18,12 +18,10 @@ class ApprovalPages(LimitOffsetPagination):
 class Approvals(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("limit", int, description="at most this many (default 50, at most 200)"),
-            OpenApiParameter("offset", int, description="skip this many"),
+            whole("limit", "at most this many (default 50, at most 200)"),
+            whole("offset", "skip this many"),
         ],
-        responses=inline_serializer(
-            "Approvals", {"count": serializers.IntegerField(), "results": serializers.ListField()}
-        ),
+        responses=shapes.PAGINATED_APPROVALS,
     )
     def get(self, request):
         """Leads (their team's jobs, not their own) and admins (all): blocked jobs, oldest first, with

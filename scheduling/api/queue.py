@@ -1,16 +1,22 @@
 """API views for the queue as a whole: list, stats, me, position, reorder, pause, concurrency, process,
-quotas and policies."""
+cleanup, quotas and policies."""
+
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import is_admin
-from scheduling import listing, policies, quotas, selectors, services
+from queueproject.strict import strict_body, whole_number
+from scheduling import listing, policies, quotas, retention, selectors, services, ticker
+from scheduling.api import shapes
+from scheduling.api.paging import FILTER_PARAMETERS, OFFSET_MAX, PAGE_PARAMETERS, whole
 from scheduling.api.serializers import (
     ConcurrencyIO,
     PolicySerializer,
@@ -20,9 +26,8 @@ from scheduling.api.serializers import (
     ReasonIn,
     ReorderIn,
 )
-from scheduling.models import Job, PolicyType, SchedulingPolicy
-from scheduling.states import HOLDS_GPUS, Status
-from scheduling.tick import tick
+from scheduling.models import Job, PolicyType, SchedulingPolicy, WaitReason
+from scheduling.states import HOLDS_GPUS, TERMINAL, Status
 
 
 class IsAdminLevel:
@@ -39,9 +44,9 @@ def _window(params) -> tuple[int, int]:
     """`offset` and `limit` of a queue list: limit 500 by default and at most GPUQ_MAX_PAGE_SIZE."""
     cap = settings.GPUQ_MAX_PAGE_SIZE
     raw_limit, raw_offset = params.get("limit", str(cap)), params.get("offset", "0")
-    if not raw_limit.isdigit():
-        raise listing.BadFilter("limit", f"a whole number from 0 to {cap}")
-    if not raw_offset.isdigit():
+    if not whole_number(raw_limit) or int(raw_limit) > OFFSET_MAX:
+        raise listing.BadFilter("limit", f"a whole number from 0 to {OFFSET_MAX} (more than {cap} is {cap})")
+    if not whole_number(raw_offset) or int(raw_offset) > OFFSET_MAX:
         raise listing.BadFilter("offset", "a whole number, 0 or more")
     return int(raw_offset), min(int(raw_limit), cap)
 
@@ -49,26 +54,23 @@ def _window(params) -> tuple[int, int]:
 class Queue(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str, description="only entries of these statuses (comma-separated)"),
-            OpenApiParameter("owner", str, description="only this user's entries"),
-            OpenApiParameter("team", str, description="only this team's entries"),
-            OpenApiParameter("reason", str, description="only entries waiting for this reason"),
-            OpenApiParameter("template", str, description="only entries of this template"),
-            OpenApiParameter("q", str, description="search: a job id, or text in its name or owner"),
+            *FILTER_PARAMETERS,
+            whole("limit", "at most this many pending and held entries (default and cap 500)"),
+            whole("offset", "skip this many pending and held entries"),
             OpenApiParameter(
-                "sort", str, description="position (default), newest, oldest, priority, gpus, owner"
+                "include_completed",
+                bool,
+                description="also `completed`: finished jobs, the last to finish first, windowed by "
+                "`offset` and `limit` (default GPUQ_PAGE_SIZE, 50), counted in `completed_count`",
             ),
-            OpenApiParameter(
-                "limit", int, description="at most this many pending and held entries (default and cap 500)"
-            ),
-            OpenApiParameter("offset", int, description="skip this many pending and held entries"),
         ],
-        responses=QueueOut,
+        responses=shapes.QueueListOut,
     )
     def get(self, request):
         try:
             filters = listing.Filters.parse(request.query_params)
             offset, limit = _window(request.query_params)
+            include_completed = listing.flag(request.query_params, "include_completed")
         except listing.BadFilter as error:
             return Response({error.field: [error.message]}, status=400)
         the_plan = listing.plan()
@@ -82,19 +84,26 @@ class Queue(APIView):
             "held": listing.held_entries(held[offset : offset + limit]) if held is not None else [],
         }
         counts = {"pending_count": len(pending), "held_count": held.count() if held is not None else 0}
-        return Response({**QueueOut(sections).data, **counts, "offset": offset, "limit": limit})
+        completed, counts["completed_count"] = [], None
+        if include_completed and listing.shows(filters, TERMINAL):
+            done = listing.completed_jobs(filters)
+            size = limit if "limit" in request.query_params else min(limit, settings.GPUQ_PAGE_SIZE)
+            completed = listing.completed_entries(done[offset : offset + size])
+            counts["completed_count"] = done.count()
+        elif include_completed:
+            counts["completed_count"] = 0
+        body = {**sections, "completed": completed, **counts, "offset": offset, "limit": limit}
+        return Response(QueueOut(body).data)
 
 
 class QueueStats(APIView):
-    @extend_schema(responses=inline_serializer("QueueStats", {"queue_depth": serializers.IntegerField()}))
+    @extend_schema(responses=shapes.QueueStatsOut)
     def get(self, request):
         return Response(selectors.queue_stats())
 
 
 class QueueMe(APIView):
-    @extend_schema(
-        responses=inline_serializer("QueueMe", {"best_position": serializers.IntegerField(allow_null=True)})
-    )
+    @extend_schema(responses=shapes.QueueMeOut)
     def get(self, request):
         mine = listing.Filters(owner=request.user.get_username())
         the_plan = listing.plan()
@@ -107,7 +116,7 @@ class QueueMe(APIView):
                 "pending_count": len(pending),
                 "running_count": len(running),
                 "blocked_count": blocked,
-                "best_position": the_plan.positions[pending[0]] if pending else None,
+                "best_position": the_plan.positions.get(pending[0]) if pending else None,
                 # The first GPUQ_MAX_PAGE_SIZE of each, in queue order; the counts are of all.
                 "pending_jobs": QueueJobOut(listing.pending_entries(pending[:cap], the_plan), many=True).data,
                 "running_jobs": QueueJobOut(running[:cap], many=True).data,
@@ -116,7 +125,7 @@ class QueueMe(APIView):
 
 
 class QueuePosition(APIView):
-    @extend_schema(responses=QueueJobOut)
+    @extend_schema(responses=shapes.QueuePositionOut)
     def get(self, request, job_id: int):
         job = get_object_or_404(selectors.visible_jobs(request.user), pk=job_id)
         if job.status in HOLDS_GPUS:
@@ -125,7 +134,7 @@ class QueuePosition(APIView):
                     "id": job.pk,
                     "status": job.status,
                     "position": 0,
-                    "wait_reason": "",
+                    "wait_reason": WaitReason.NONE,
                     "estimated_start": None,
                     "estimated_start_latest": None,
                 }
@@ -143,9 +152,15 @@ class QueuePosition(APIView):
                 }
             )
         entries = listing.pending_entries([job.pk], listing.plan())
-        if not entries or entries[0].position is None:  # it started between our two reads
+        if not entries or entries[0].job.status != Status.PENDING:  # it started between our two reads
             return Response({"id": job.pk, "status": Job.objects.get(pk=job.pk).status, "position": 0})
-        return Response(QueueJobOut(entries[0]).data)
+        return Response(_position(entries[0]))
+
+
+def _position(entry) -> dict:
+    """A waiting job's place, in the fields QueuePositionOut declares (the queue entry has more)."""
+    data = QueueJobOut(entry).data
+    return {name: data[name] for name in shapes.QueuePositionOut().fields if name in data}
 
 
 class QueueReorder(APIView):
@@ -153,11 +168,9 @@ class QueueReorder(APIView):
 
     permission_classes = [IsAdminLevel]
 
-    @extend_schema(request=ReorderIn, responses=QueueJobOut)
+    @extend_schema(request=ReorderIn, responses=shapes.QueuePositionOut)
     def post(self, request):
-        data = ReorderIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        d = data.validated_data
+        d = strict_body(ReorderIn, request)
         job = get_object_or_404(Job, pk=d["job"])
         if "priority" in d and d["priority"] != job.priority:
             job = services.job_set_priority(
@@ -172,9 +185,12 @@ class QueueReorder(APIView):
                 before=anchor if "before" in d else None,
                 after=anchor if "after" in d else None,
             )
+        ticker.run(force=True, wait=True)  # the admin waits for the tick that places the job
         entries = listing.pending_entries([job.pk], listing.plan())
         found = entries and entries[0].position is not None
-        return Response(QueueJobOut(entries[0]).data if found else {"id": job.pk, "position": None})
+        if found:
+            return Response(_position(entries[0]))
+        return Response({"id": job.pk, "status": Job.objects.get(pk=job.pk).status, "position": None})
 
 
 class QueuePause(APIView):
@@ -182,7 +198,7 @@ class QueuePause(APIView):
 
     @extend_schema(request=ReasonIn, responses={204: None})
     def post(self, request):
-        services.queue_pause(user=request.user, reason=request.data.get("reason", "") or "")
+        services.queue_pause(user=request.user, reason=strict_body(ReasonIn, request)["reason"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -212,15 +228,14 @@ class QueueConcurrency(APIView):
 
 
 class QueueProcess(APIView):
-    """Admins: run one tick now (ticks also run on every change and periodically)."""
+    """Admins: run one tick now, waiting for a tick running elsewhere (ticks also run after every change
+    and periodically)."""
 
     permission_classes = [IsAdminLevel]
 
-    @extend_schema(
-        request=None, responses=inline_serializer("Processed", {"started": serializers.ListField()})
-    )
+    @extend_schema(request=None, responses=shapes.ProcessedOut)
     def post(self, request):
-        plan = tick()
+        plan = ticker.run(force=True, wait=True)
         return Response(
             {
                 "started": [s.job_id for s in plan.starts],
@@ -230,8 +245,49 @@ class QueueProcess(APIView):
         )
 
 
+CLEANUP_DAYS = (1, 365)
+
+
+class QueueCleanup(APIView):
+    """Admins: archive and remove finished jobs older than `days` (seed 001), with everything that
+    belongs to them; active jobs are never touched. Answers what was removed."""
+
+    permission_classes = [IsAdminLevel]
+
+    @extend_schema(
+        parameters=[
+            whole(
+                "days",
+                "remove jobs finished more than this many days ago",
+                low=CLEANUP_DAYS[0],
+                high=CLEANUP_DAYS[1],
+            )
+        ],
+        request=None,
+        responses=inline_serializer(
+            "Cleanup",
+            {
+                "success": serializers.BooleanField(),
+                "deleted": serializers.IntegerField(),
+                "days": serializers.IntegerField(),
+                "removed": serializers.DictField(),
+            },
+        ),
+    )
+    def post(self, request):
+        low, high = CLEANUP_DAYS
+        raw = request.query_params.get("days", "30")
+        if not whole_number(raw) or not low <= int(raw) <= high:
+            return Response({"days": [f"a whole number of days from {low} to {high}"]}, status=400)
+        days, now = int(raw), timezone.now()
+        removed = retention.jobs_cleanup(finished_before=now - timedelta(days=days), now=now)
+        return Response(
+            {"success": True, "deleted": removed.jobs, "days": days, "removed": removed.as_dict()}
+        )
+
+
 class QuotaStatus(APIView):
-    @extend_schema(responses=inline_serializer("QuotaStatus", {"warning": serializers.BooleanField()}))
+    @extend_schema(responses=shapes.QuotaStatusOut)
     def get(self, request):
         return Response(quotas.quota_status(request.user))
 
@@ -239,7 +295,7 @@ class QuotaStatus(APIView):
 class QuotaAdmin(APIView):
     permission_classes = [IsAdminLevel]
 
-    @extend_schema(request=QuotaIn, responses=QuotaIn)
+    @extend_schema(request=QuotaIn, responses=shapes.QuotaOut)
     def put(self, request):
         data = QuotaIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -260,6 +316,7 @@ class QuotaAdmin(APIView):
         return Response(body)
 
 
+@extend_schema_view(list=extend_schema(parameters=PAGE_PARAMETERS))
 class PolicyViewSet(viewsets.ModelViewSet):
     """Scheduling policies: one per type, JSON config validated per type. Reading is open to users;
     changes are for admins."""

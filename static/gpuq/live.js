@@ -186,8 +186,9 @@
     socket.onmessage = function (message) {
       const event = JSON.parse(message.data);
       if (event.kind === "hello") { last = event.id; return; }
-      if (event.kind === "reset") { last = event.id; refresh(); return; }
+      if (event.kind === "reset") { last = event.id; live.dispatchEvent(new CustomEvent("gpuq:event", { detail: event })); refresh(); return; }
       last = event.id;
+      live.dispatchEvent(new CustomEvent("gpuq:event", { detail: event }));  // for the job page's charts
       if (!kinds.includes(event.kind)) return;
       if (jobs && !jobs.includes(event.job)) return;
       if (event.kind === "progress" && progress(event)) return;

@@ -39,7 +39,7 @@ def test_a_lead_sets_priorities_only_between_background_and_their_ceiling(alice,
         response = api_for(lead).post(
             f"/api/v1/jobs/{job.pk}/priority", {"priority": priority}, format="json"
         )
-        assert response.status_code == 400 and "priority" in response.json(), priority
+        assert response.status_code == 403 and "priority" in response.json(), priority
     job.refresh_from_db()
     assert job.priority == 10 and not job.audit.exists()
     assert api_for(lead).post(f"/api/v1/jobs/{job.pk}/priority", {"priority": 20}).status_code == 200
@@ -90,14 +90,14 @@ def test_a_view_share_shows_the_argv_but_never_the_env(alice, bob):
     assert api_for(alice).get(f"/api/v1/jobs/{job.pk}").json()["env"] == SECRET
 
 
-def test_depends_on_another_users_job_is_the_same_400_as_a_missing_id(alice, bob, node):
+def test_depends_on_another_users_job_is_the_same_422_as_a_missing_id(alice, bob, node):
     theirs = make_job(bob)
     missing = theirs.pk + 1000
     alice.user_permissions.add(Permission.objects.get(codename="submit_raw_command"))
     client = api_for(alice)
     hidden = client.post("/api/v1/jobs", {"argv": ["true"], "depends_on": [theirs.pk]}, format="json")
     absent = client.post("/api/v1/jobs", {"argv": ["true"], "depends_on": [missing]}, format="json")
-    assert hidden.status_code == absent.status_code == 400
+    assert hidden.status_code == absent.status_code == 422
     assert hidden.json() == {"depends_on": [f"no job {theirs.pk}"]}
     assert absent.json() == {"depends_on": [f"no job {missing}"]}
 
@@ -205,3 +205,30 @@ def test_a_users_level_is_read_once_per_user_object_until_forgotten(alice):
     assert len(queries) == 0
     forget(alice)
     assert level_of(alice) == Level.LEAD
+
+
+def test_the_raw_command_permission_counts_through_a_group_and_is_read_once(alice):
+    from django.contrib.auth.models import Group
+
+    from accounts.permissions import can_submit_raw, forget
+
+    assert not can_submit_raw(alice)
+    raw = Permission.objects.get(content_type__app_label="scheduling", codename="submit_raw_command")
+    group = Group.objects.create(name="raw")
+    group.permissions.add(raw)
+    alice.groups.add(group)
+    assert not can_submit_raw(alice)  # kept on the user object, like the level
+    forget(alice)
+    with CaptureQueriesContext(connection) as queries:
+        assert can_submit_raw(alice)
+    assert len([q for q in queries if "auth_permission" in q["sql"]]) == 1
+    with CaptureQueriesContext(connection) as queries:
+        assert can_submit_raw(alice)
+    assert len(queries) == 0
+    alice.groups.clear()
+    alice.user_permissions.add(raw)
+    forget(alice)
+    assert can_submit_raw(alice)
+    alice.user_permissions.clear()
+    forget(alice)
+    assert not can_submit_raw(alice)

@@ -11,10 +11,12 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, Level
+from accounts.permissions import level_of, team_of
 
 
 def get_jobs(key):
@@ -251,3 +253,27 @@ def test_the_header_links_to_the_tokens_page(alice):
     page = Client()
     page.force_login(alice)
     assert 'href="/tokens/"' in page.get("/me/").content.decode()
+
+
+def test_a_tokens_user_comes_with_their_level_and_team(alice, team):
+    """Every request checks the user's level: the token's lookup brings it, no query of its own."""
+    from accounts.permissions import forget
+
+    _, key = ApiToken.issue(user=alice)
+    user = ApiToken.find(key).user
+    with CaptureQueriesContext(connection) as queries:
+        assert (level_of(user), team_of(user)) == (Level.RESEARCHER, team)
+    assert len(queries) == 0
+    alice.profile.level = Level.LEAD
+    alice.profile.save()
+    forget(user)  # what the token brought is as old as what was kept: both are read again
+    assert level_of(user) == Level.LEAD
+
+
+def test_a_token_of_a_user_without_a_profile_is_a_researcher_without_a_team(bob):
+    bob.profile.delete() if hasattr(bob, "profile") else None
+    _, key = ApiToken.issue(user=bob)
+    user = ApiToken.find(key).user
+    with CaptureQueriesContext(connection) as queries:
+        assert (level_of(user), team_of(user)) == (Level.RESEARCHER, None)
+    assert len(queries) == 0

@@ -49,7 +49,8 @@ def test_an_admin_approves_and_rejects_from_the_inbox_at_1280_and_400_px(page, g
         jobs = []
         for message in ("first", "second", "third"):
             response = rita.post(
-                "/api/v1/jobs", json={"template": "hello-gpu", "params": {"message": message}}
+                "/api/v1/jobs",
+                json={"template": "hello-gpu", "params": {"message": message}, "time_limit_seconds": 3600},
             )
             assert response.status_code == 201 and response.json()["status"] == "blocked", response.text
             jobs.append(response.json()["id"])

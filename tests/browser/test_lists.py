@@ -86,6 +86,12 @@ def test_a_live_change_replaces_only_its_row_keeps_focus_and_is_announced(page, 
     prefix, (kept, gone) = waiting(2)
     page.goto(f"/?q={prefix}")
     page.wait_for_selector("#live-status.on")
+    # The kept row must be settled before it is marked: until the first tick after the submissions it
+    # still says "next tick", and the tick's own event would rightly replace it.
+    page.wait_for_function(
+        f"(document.querySelector(\"tr[data-job='{kept['id']}'] .reason\") || {{}}).textContent === 'dependency'",
+        timeout=20000,
+    )
     page.evaluate("window.notReloaded = true")
     page.evaluate(f"document.querySelector(\"tr[data-job='{kept['id']}']\").keptRow = true")
     page.focus(f"tr[data-job='{kept['id']}'] button[data-action=pause]")

@@ -56,7 +56,7 @@ def test_pause_and_resume_from_the_buttons(page, gpuq):
 
 
 def test_drag_a_job_to_a_new_place_in_the_admin(page, gpuq):
-    blocker = gpuq.submit(argv=["sleep", "8"], gpu_count=2, name="blocker")
+    blocker = gpuq.submit(argv=["sleep", "300"], gpu_count=2, name="blocker")  # cancelled at the end
     first, second, third = (
         gpuq.submit(argv=["true"], name=n, priority=20) for n in ("first", "second", "third")
     )

@@ -25,8 +25,9 @@ def test_a_job_appears_starts_shows_progress_and_finishes_without_reloading(page
     job = gpuq.submit(argv=[JOB_PYTHON, "-c", STEPS], name="steps")
 
     page.wait_for_selector(f"#running tr[data-job='{blocker['id']}']")
-    waiting = page.wait_for_selector(f"#pending tr[data-job='{job['id']}']")
-    assert "resources" in waiting.inner_text()  # it waits for the two GPUs the blocker holds
+    # Until the first tick has planned it the row says "next tick"; then it waits for the two GPUs
+    # the blocker holds.
+    page.wait_for_selector(f"#pending tr[data-job='{job['id']}'] .reason:text-is('resources')")
     screenshot(page, "queue")
 
     page.wait_for_selector(f"#running tr[data-job='{job['id']}']", timeout=20000)

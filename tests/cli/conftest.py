@@ -1,6 +1,7 @@
 """One real gpuq per test module for the command line's tests: a `gpuq_web` (Daphne) and a node with four
 simulated GPUs on the test database, with people (root the admin, alice a researcher of team vision, bob)
-and their tokens; the CLI runs as a subprocess (`python -m gpuq_cli`) with GPUQ_URL and GPUQ_TOKEN."""
+and their tokens; the CLI runs as a subprocess (`python -m gpuq_cli`) with GPUQ_URL and GPUQ_TOKEN, through a
+recording proxy that keeps every answer for the schema check."""
 
 import json
 import os
@@ -20,6 +21,7 @@ from accounts.models import ApiToken, Level, Profile, Team
 from scheduling.models import JobTemplate
 from tests.conftest import JOB_PYTHON, child_env, make_user, traversable_dir, wait_for
 from tests.e2e.conftest import free_port, start_web, stop, wait_serving
+from tests.recorder import Recorder
 
 __all__ = ["start_web"]  # a fixture of tests/e2e, for a second server with other settings
 
@@ -33,6 +35,7 @@ class Gpuq:
     tokens: dict[str, str]
     home: Path
     processes: list = field(default_factory=list)
+    recorder: Recorder | None = None  # every answer the CLI got (tests/test_cli.py checks them last)
 
     def env(self, user: str | None = "alice", **extra) -> dict[str, str]:
         """The CLI's environment: no config of the machine's own (HOME is a folder of ours)."""
@@ -131,7 +134,8 @@ def gpuq(django_db_setup, django_db_blocker):
     )
     home = data / "home"
     home.mkdir()
-    server = Gpuq(base=f"http://127.0.0.1:{port}", tokens=tokens, home=home)
+    recorder = Recorder(f"http://127.0.0.1:{port}")
+    server = Gpuq(base=recorder.url, tokens=tokens, home=home, recorder=recorder)
     try:
         wait_serving(server.base, timeout=60)
         wait_for(
@@ -145,6 +149,7 @@ def gpuq(django_db_setup, django_db_blocker):
     finally:
         for process in [*server.processes, node, web]:
             stop(process)
+        recorder.close()
         with django_db_blocker.unblock():
             call_command("flush", interactive=False, verbosity=0)
         shutil.rmtree(data, ignore_errors=True)

@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import schemathesis
 from django.conf import settings
 
+from tests import typed_client
 from tests.conftest import JOB_PYTHON, job_writable, traversable_dir, wait_for
 from tests.e2e.conftest import free_port
 from tests.proxy import Proxy
@@ -200,6 +202,26 @@ def test_submit_a_template_with_typed_params_then_show_and_read_its_log(gpuq):
     assert job["id"] in [row["id"] for row in finished]
 
 
+def test_metrics_prints_a_jobs_series_as_table_json_and_csv(gpuq):
+    report = "import json, os; json.dump({'loss': 0.25, 'eval': {'acc': 0.9}}, open(os.environ['GPUQ_PROGRESS_FILE'], 'w'))"
+    job_id = int(gpuq.ok("submit", "-q", "--", JOB_PYTHON, "-c", report, user="root"))
+    wait_for(
+        lambda: show(gpuq, job_id, user="root")["status"] == "completed", timeout=60, message="the job to end"
+    )
+    rows = list(csv.DictReader(io.StringIO(gpuq.ok("metrics", job_id, "--format", "csv", user="root"))))
+    assert [(r["series"], r["value"], r["unit"]) for r in rows] == [
+        ("eval.acc", "0.9", ""),
+        ("loss", "0.25", ""),
+    ]
+    assert datetime.fromisoformat(rows[0]["at"].replace("Z", "+00:00")).tzinfo is not None
+    only = gpuq.json("metrics", job_id, "--series", "loss", "--last", 1, user="root")
+    assert [(r["series"], r["value"], r["attempt"]) for r in only] == [("loss", 0.25, 1)]
+    assert "LOSS" not in gpuq.ok("metrics", job_id, user="root") and "SERIES" in gpuq.ok(
+        "metrics", job_id, user="root"
+    )
+    assert gpuq.run("metrics", job_id, user="bob").returncode != 0  # not bob's to read
+
+
 def test_every_submit_flag_reaches_the_job(gpuq):
     first = held(gpuq)
     job = gpuq.json(
@@ -219,6 +241,14 @@ def test_every_submit_flag_reaches_the_job(gpuq):
     start = datetime.fromisoformat(job["start_after"])
     assert timedelta(hours=1, minutes=50) < start - datetime.now(UTC) <= timedelta(hours=2)
     assert gpuq.ok("cancel", job["id"], first) == f"job {job['id']}: cancelled\njob {first}: cancelled\n"
+
+
+def test_gang_flags_reach_the_job_and_a_gang_too_wide_is_refused_naming_the_flag(gpuq):
+    job = gpuq.json("submit", *echo("gang"), "--nodes", 1, "--gpus-per-node", 2, "--after", "+2h")
+    assert (job["nodes"], job["gpu_count"]) == (1, 2)
+    gpuq.ok("cancel", job["id"])
+    refused = gpuq.run("submit", *echo("gang"), "--nodes", 2, "--gpus-per-node", 1)
+    assert refused.returncode == 1 and "nodes (--nodes)" in refused.stderr, refused.stderr
 
 
 def test_dry_run_says_where_it_would_go_and_creates_nothing(gpuq):
@@ -401,3 +431,136 @@ def test_rate_limited_requests_wait_for_retry_after_and_go_on(gpuq, start_web):
     assert done.stdout == "id\n" + f"{job}\n" * 4
     assert "rate limited (429), retrying in 1 s" in done.stderr
     gpuq.ok("cancel", job)
+
+
+def test_admins_manage_users_and_teams(gpuq):
+    gpuq.ok("teams", "create", "cli-team", user="root")
+    gpuq.ok("users", "create", "cli-lena", "--level", "lead", "--team", "cli-team", user="root")
+    gpuq.ok("users", "set", "cli-lena", "--unix-username", "lena", "--raw-commands", user="root")
+    lena = gpuq.json("users", "list", "--team", "cli-team", user="root")
+    assert [(u["username"], u["level"], u["unix_username"], u["can_submit_raw"]) for u in lena] == [
+        ("cli-lena", "lead", "lena", True)
+    ]
+    assert {"name": "cli-team", "member_count": 1} in gpuq.json("teams", "list", user="root")
+    refused = gpuq.run("teams", "delete", "cli-team", user="root")
+    assert refused.returncode != 0 and "member" in refused.stderr
+    gpuq.ok("users", "set", "cli-lena", "--no-team", "--inactive", user="root")
+    gpuq.ok("teams", "rename", "cli-team", "cli-team2", user="root")
+    gpuq.ok("teams", "delete", "cli-team2", user="root")
+    # Others are refused, with the server's reason.
+    denied = gpuq.run("users", user="alice")
+    assert denied.returncode != 0 and "Only admins" in denied.stderr
+    for sub in ("list", "create", "set"):
+        assert "Example" in gpuq.ok("users", sub, "--help", user=None)
+
+
+def test_a_sweep_over_a_grid_runs_one_job_per_combination_and_is_shown_as_one(gpuq):
+    made = gpuq.json("submit", "echo", "--sweep", "message=a,b", "--sweep", "code=[0, 3]")
+    sweep = made["sweep"]
+    assert sweep["size"] == 4 and [j["name"] for j in made["jobs"]] == [f"echo[{i}]" for i in range(4)]
+    wait_for(
+        lambda: gpuq.json("sweep", "show", sweep["id"])["finished"], timeout=120, message="the sweep to end"
+    )
+    shown = gpuq.json("sweep", "show", sweep["id"])
+    assert shown["counts"] == {"completed": 2, "failed": 2}
+    assert [show(gpuq, j["id"])["params"] for j in made["jobs"]] == [
+        {"message": "a", "code": 0},
+        {"message": "a", "code": 3},
+        {"message": "b", "code": 0},
+        {"message": "b", "code": 3},
+    ]
+    text = gpuq.ok("sweep", "show", sweep["id"])
+    assert "counts: completed=2, failed=2" in text and "finished: yes" in text
+
+
+def test_a_sweep_from_a_file_of_parameter_sets_is_cancelled_as_one(gpuq):
+    sets = json.dumps([{"message": "x"}, {"message": "y"}, {"message": "z"}])
+    sweep_id = int(
+        gpuq.ok("submit", "-q", "echo", "-p", "code=0", "--after", "+2h", "--sweep-file", "-", input=sets)
+    )
+    assert gpuq.json("sweep", "show", sweep_id)["counts"] == {"scheduled": 3}
+    after = gpuq.json("submit", *echo("after"), "--depends-on-sweep", sweep_id)
+    assert len(after["depends_on"]) == 3 and after["wait_reason"] in ("", "dependency")
+    assert gpuq.run("sweep", "cancel", sweep_id, user="bob").returncode == 1  # not bob's: 404
+    cancelled = gpuq.json("sweep", "cancel", sweep_id, "--reason", "wrong data")
+    assert cancelled["cancelled"] == 3 and cancelled["counts"] == {"cancelled": 3}
+
+
+def test_a_file_of_jobs_is_all_or_nothing_naming_each_bad_job(gpuq, tmp_path):
+    jobs = [
+        {"template": "echo", "params": {"message": "ok", "code": 0}, "start_after": "2099-01-01T00:00:00Z"}
+    ]
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps([*jobs, {"template": "echo", "params": {"message": 1}}]))
+    before = len(api(gpuq).get("/jobs", params={"limit": 500}).json()["results"])
+    refused = gpuq.run("submit", "--file", path)
+    assert refused.returncode == 1 and "job 1: params (-p):" in refused.stderr, refused.stderr
+    assert len(api(gpuq).get("/jobs", params={"limit": 500}).json()["results"]) == before
+    path.write_text(json.dumps(jobs * 2))
+    line = gpuq.ok("submit", "--file", path)
+    assert line.startswith("sweep ") and "2 jobs echo[0-1]" in line and "2 scheduled" in line
+    usage = gpuq.run("submit", "echo", "--file", path)
+    assert usage.returncode == 2
+
+
+def test_simulate_compares_policy_sets_on_a_trace_for_admins_only(gpuq, tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "submit_time,gpus,runtime,user,time_limit\n0,2,100,xavier,100\n10,3,100,yann,100\n"
+        "20,1,50,zoe,50\n30,1,50,zoe,200\n"
+    )
+    sets = tmp_path / "sets.json"
+    sets.write_text(json.dumps({"sjf": {"backfill": {}, "ordering": {"within_priority": "shortest_limit"}}}))
+    rows = gpuq.json("simulate", "--trace", trace, "--policies", sets, "--nodes", "3", user="root")
+    table = {row["set"]: row for row in rows}
+    assert list(table) == ["strict FIFO", "backfill", "present", "sjf"]
+    assert table["strict FIFO"]["mean_wait_min"] == 1.8 and table["strict FIFO"]["out_of_order"] == 0
+    assert table["backfill"]["gpus_1"] == "1.4/2.8/3" and table["backfill"]["out_of_order"] == 1
+    text = gpuq.ok("simulate", "--trace", trace, "--nodes", "3", "-o", "set,gpus_1", user="root")
+    assert text.splitlines()[1].split() == ["strict", "FIFO", "2.9/3.0/3"]
+    sim_id = int(gpuq.ok("simulate", "--trace", trace, "--nodes", "3", "--no-wait", user="root"))
+    assert "backfill" in gpuq.ok("simulate", "--show", sim_id, user="root")
+    refused = gpuq.run("simulate", "--trace", trace, "--nodes", "3")  # alice is no admin
+    assert refused.returncode == 1 and "permission" in refused.stderr.lower(), refused.stderr
+    bad = gpuq.run("simulate", "--trace", trace, "--nodes", "0", user="root")
+    assert bad.returncode == 1 and "nodes" in bad.stderr, bad.stderr
+    assert gpuq.run("simulate", "--nodes", "3", user="root").returncode == 2
+
+
+def test_every_answer_the_cli_saw_matches_the_published_schema(gpuq, tmp_path):
+    """Last in this module: every API answer the commands above got (through the recording proxy) is
+    one the schema describes, body and status, and one that a typed client generated from the schema
+    (pydantic models, undeclared fields forbidden) parses."""
+    gpuq.ok("queue")  # something to check when this test runs alone
+    published = httpx.get(
+        f"{gpuq.base}/api/v1/schema/?format=json",
+        headers={"Authorization": f"Token {gpuq.tokens['root']}"},
+        timeout=120,
+    ).json()
+    schema = schemathesis.openapi.from_dict(published)
+    with_models, response_models = typed_client.responses_named(published)
+    models = typed_client.generate(with_models, tmp_path)
+    answers = [
+        a
+        for a in list(gpuq.recorder.answers)
+        if a.request.url.path.startswith("/api/v1/") and not a.request.url.path.startswith("/api/v1/schema")
+    ]
+    problems = []
+    for answer in answers:
+        label = f"{answer.request.method} {answer.request.url.path} → {answer.status_code}"
+        operation = schema.find_operation_by_path(answer.request.method, answer.request.url.path)
+        if operation is None:
+            problems.append(f"{label}: no such operation in the schema")
+            continue
+        try:
+            operation.validate_response(answer)
+        except (Exception, BaseExceptionGroup) as failure:
+            problems.append(f"{label}: {str(failure)[:1500]}")
+        component = response_models.get((answer.request.method, operation.path, str(answer.status_code)))
+        if component is None:
+            if answer.headers.get("content-type", "").startswith("application/json"):
+                problems.append(f"{label}: a JSON answer with no JSON body in the schema")
+        elif problem := typed_client.parse_problem(models, component, answer):
+            problems.append(f"{label} (typed client): {problem}")
+    assert len(answers) > 20
+    assert not problems, "\n\n".join(problems)

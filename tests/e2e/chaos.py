@@ -93,19 +93,27 @@ class Cluster:
         }
         self.env = {**env, **timing}
 
-    def _spawn(self, argv, **env) -> subprocess.Popen:
-        return subprocess.Popen(
-            argv,
-            env={**self.env, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    def _spawn(self, argv, log: str = "", **env) -> subprocess.Popen:
+        """Start a process in its own session; its output goes to `workdir/<log>.log` (appended: one log
+        across its restarts) when `log` names one, else nowhere."""
+        output = open(self.workdir / f"{log}.log", "ab") if log else subprocess.DEVNULL
+        try:
+            return subprocess.Popen(
+                argv,
+                env={**self.env, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+            )
+        finally:
+            if log:
+                output.close()
 
     def start_node(self, name: str, **env) -> None:
         self.nodes[name] = self._spawn(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_node"],
+            log=name,
             GPUQ_NODE_NAME=name,
             GPUQ_DECLARED_GPUS=f"{self.gpus}x24GB",
             GPUQ_DATA_DIR=str(self.workdir / name),
@@ -155,11 +163,13 @@ class Cluster:
                 process.wait()
 
 
-def _kill_group(pgid: int, sig=signal.SIGKILL) -> None:
+def _kill_group(pgid: int, sig=signal.SIGKILL) -> bool:
+    """Signal a process group; False when there was none (it had ended)."""
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
-        pass
+        return False
+    return True
 
 
 def descendant_groups(pid: int) -> set[int]:
@@ -261,11 +271,17 @@ def _kill(kind: str, cluster: Cluster, rng: random.Random, durations: dict[int, 
     from scheduling.models import Attempt
 
     # Aim at the running job with the most time left: if its process outlived a lost executor, it would
-    # still be alive when the job is requeued.
+    # still be alive when the job is requeued. Its start from the attempt row (the database's clock: a
+    # node's skewed clock stamps the job's started_at), and only a job whose process is alive: a row still
+    # running after its node was killed names a dead process, and a kill of it is no fault made.
     now = timezone.now()
     running = sorted(
-        Attempt.objects.filter(job__status="running", ended_at__isnull=True, pid__isnull=False).values_list(
-            "job_id", "pid", "job__started_at", "node__name"
+        (
+            row
+            for row in Attempt.objects.filter(
+                job__status="running", ended_at__isnull=True, pid__isnull=False, started_at__isnull=False
+            ).values_list("job_id", "pid", "started_at", "node__name")
+            if alive(row[1])
         ),
         key=lambda row: durations.get(row[0], 0) - (now - row[2]).total_seconds(),
     )
@@ -275,18 +291,20 @@ def _kill(kind: str, cluster: Cluster, rng: random.Random, durations: dict[int, 
     target_node = running[-1][3] if running else None
     running = [pid for _, pid, _, _ in running[-1:]]
     if kind == "job" and running:
-        _kill_group(running[0])  # the job's own process group: it fails with -9 and retries
-        return True
+        return _kill_group(running[0])  # the job's own process group: it fails with -9 and retries
     if kind == "worker" and running:
         worker = proc_stat(running[0])
-        if worker:
-            os.kill(int(worker[1]), signal.SIGKILL)  # its executor (a django-q2 worker); the job dies with it
+        if worker and int(worker[1]) > 1:  # its executor (a django-q2 worker), not init after it died
+            try:
+                os.kill(int(worker[1]), signal.SIGKILL)  # the job dies with it
+            except ProcessLookupError:
+                return False
             return True
         return False
     if kind == "node":
-        alive = [name for name, p in cluster.nodes.items() if p and p.poll() is None]
-        if target_node and len(alive) > 1:  # keep one node up, so that work goes on
-            name = target_node if target_node in alive else rng.choice(alive)
+        up = [name for name, p in cluster.nodes.items() if p and p.poll() is None]
+        if target_node and len(up) > 1:  # keep one node up, so that work goes on
+            name = target_node if target_node in up else rng.choice(up)
             cluster.kill_node(name, down_for=rng.uniform(0.5, 3))
             return True
         return False

@@ -13,7 +13,7 @@ from django.db import connection
 
 from gpus.models import Node, NodeStatus
 from gpus.services import nodes_mark_offline
-from scheduling import leases, procs, tick
+from scheduling import leases, procs, ticker
 from scheduling.models import Attempt, Event, Job
 from scheduling.states import Status
 from scheduling.transitions import record_creation
@@ -134,8 +134,8 @@ def test_a_node_loop_never_waits_behind_another_nodes_tick(root, start_node):
     )
     mark = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     try:
-        # A tick that never ends (a node frozen in the middle of one) holds the tick lock.
-        holder.execute("SELECT pg_advisory_lock(%s)", [tick._ADVISORY_LOCK_KEY])
+        # A tick that never ends (a node frozen in the middle of one) holds the ticker's lock.
+        holder.execute("SELECT pg_advisory_lock(%s)", [ticker._ADVISORY_LOCK_KEY])
         beats = Node.objects.get(name="solo").heartbeat_at
 
         def heartbeating():

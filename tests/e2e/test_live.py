@@ -70,7 +70,7 @@ def test_transitions_arrive_in_order_and_a_reconnect_resumes_exactly_after_the_l
         transition(job, Status.PENDING, reason="fourth")
         job_cancel(job=other, user=alice)
         watched = receive(watcher, 3)
-    missed = list(Event.objects.filter(id__gt=seen[-1]["id"]).values_list("id", flat=True))
+    missed = list(Event.objects.filter(seq__gt=seen[-1]["id"]).order_by("seq").values_list("seq", flat=True))
     assert [e["id"] for e in watched] == missed and len(missed) == 3
 
     with ws(web, session, after=seen[-1]["id"]) as socket:

@@ -2,7 +2,6 @@
 jobs that this test submits through the API; the node is killed with SIGKILL and restarted."""
 
 import signal
-import time
 
 import pytest
 from django.utils import timezone
@@ -22,14 +21,17 @@ def statuses(*jobs):
     return [Job.objects.get(pk=j).status for j in jobs]
 
 
+# A node whose periodic tick is far off: what runs within the tests' deadlines was started by an event
+# (the submit, a job's end), not by a later periodic tick. No clock is read.
+NO_PERIODIC_TICK = {"GPUQ_TICK_SECONDS": 60, "GPUQ_NODE_TIMEOUT_SECONDS": 600}
+
+
 def test_a_submitted_job_runs_on_a_gpu_and_completes(root, start_node):
-    start_node()
+    start_node(**NO_PERIODIC_TICK)  # dispatched by the submit itself
     client = api_for(root)
     code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"
-    submitted = time.monotonic()
     job_id = client.post("/api/v1/jobs", {"argv": [JOB_PYTHON, "-c", code]}, format="json").json()["id"]
     wait_for(lambda: statuses(job_id) == [Status.COMPLETED], timeout=15, message="the job to complete")
-    took = time.monotonic() - submitted
     body = client.get(f"/api/v1/jobs/{job_id}").json()
     assert [(t["from_status"], t["to_status"]) for t in body["transitions"]] == [
         ("", "pending"),
@@ -39,12 +41,11 @@ def test_a_submitted_job_runs_on_a_gpu_and_completes(root, start_node):
     ]
     log = client.get(f"/api/v1/jobs/{job_id}/log").json()["lines"]
     assert str(body["gpu_indices"][0]) in log
-    assert took < 5, f"took {took:.1f} s"
     assert not Allocation.objects.active().exists()
 
 
 def test_two_gpus_three_jobs_the_third_waits_then_starts(root, start_node, tmp_path):
-    start_node()
+    start_node(**NO_PERIODIC_TICK)  # the third job can start only on the first one's finish event
     client = api_for(root)
     ids = [
         client.post("/api/v1/jobs", {"argv": ["sleep", "2"]}, format="json").json()["id"] for _ in range(3)
@@ -53,11 +54,7 @@ def test_two_gpus_three_jobs_the_third_waits_then_starts(root, start_node, tmp_p
     queue = client.get("/api/v1/queue").json()
     assert sorted(j["id"] for j in queue["running"]) == ids[:2]  # started at once, in either order
     assert [(j["id"], j["wait_reason"]) for j in queue["pending"]] == [(ids[2], "resources")]
-    wait_for(lambda: statuses(ids[2]) == [Status.RUNNING], timeout=10, message="the third job to start")
-    third = Job.objects.get(pk=ids[2])
-    first_done = Job.objects.filter(pk__in=ids[:2]).order_by("finished_at").first().finished_at
-    # Started by the finish event, not by a later periodic tick.
-    assert (third.started_at - first_done).total_seconds() < 0.45
+    wait_for(lambda: statuses(ids[2]) == [Status.RUNNING], timeout=30, message="the third job to start")
     wait_for(lambda: statuses(*ids) == [Status.COMPLETED] * 3, timeout=10, message="all to complete")
 
 

@@ -53,6 +53,13 @@ def test_drain_stops_new_jobs_and_undrain_resumes(alice, root, node):
     assert api_for(root).post("/api/v1/nodes/nope/drain").status_code == 404
 
 
+def test_include_allocation_is_true_or_false(alice, node):
+    client = api_for(alice)
+    assert "gpu_allocation" not in client.get("/api/v1/system/status?include_allocation=false").json()
+    refused = client.get("/api/v1/system/status?include_allocation=maybe")  # was a silent false
+    assert refused.status_code == 400 and "include_allocation" in refused.json()
+
+
 def test_system_status_shows_which_job_holds_each_gpu(alice, node):
     job = make_job(alice)
     tick()

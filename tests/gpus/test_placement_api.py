@@ -82,23 +82,32 @@ def test_a_constrained_job_waits_until_a_fitting_gpu_is_free(root, cluster):
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "field", "message"),
     [
-        ({"gpu_count": 5}, "no node has 5 GPUs; the most on one node is 4"),
+        ({"gpu_count": 5}, "gpu_count", "no node has 5 GPUs; the most on one node is 4"),
         (
             {"gpu_count": 3, "gpu_model": "*L4"},
+            "gpu_model",
             "no node has 3 GPUs with model *L4; the most on one node is 2",
         ),
-        ({"min_gpu_memory_mb": 100000}, "with ≥ 100000 MB each; the most on one node is 0"),
-        ({"node_labels": {"zone": "ap-*"}}, "with labels zone=ap-*"),
-        ({"target": "worker", "gpu_model": "*L4"}, "with model *L4; target worker"),
-        ({"device_ids": [7]}, "with devices 7"),
+        (
+            {"min_gpu_memory_mb": 100000},
+            "min_gpu_memory_mb",
+            "with ≥ 100000 MB each; the most on one node is 0",
+        ),
+        ({"node_labels": {"zone": "ap-*"}}, "node_labels", "with labels zone=ap-*"),
+        # Each alone fits somewhere; only the two together rule out every node.
+        ({"target": "worker", "gpu_model": "*L4"}, "gpu_count", "with model *L4; target worker"),
+        ({"device_ids": [7]}, "device_ids", "with devices 7"),
     ],
 )
-def test_a_job_that_could_never_fit_is_a_400_that_says_why(root, cluster, body, message):
+def test_a_job_that_could_never_fit_is_a_422_under_the_field_that_rules_it_out(
+    root, cluster, body, field, message
+):
     response = submit(root, **body)
-    assert response.status_code == 400
-    assert message in response.json()["gpu_count"][0]
+    assert response.status_code == 422  # well formed, but no node could ever run it
+    assert list(response.json()) == [field]
+    assert message in response.json()[field][0]
     assert not Job.objects.exists()
 
 
@@ -108,7 +117,6 @@ def test_a_job_that_could_never_fit_is_a_400_that_says_why(root, cluster, body, 
         ({"target": "elsewhere"}, "target"),
         ({"min_gpu_memory_mb": 0}, "min_gpu_memory_mb"),
         ({"device_ids": [0, 0], "gpu_count": 2}, "device_ids"),
-        ({"device_ids": [0, 1]}, "device_ids"),  # one GPU asked, two named
         ({"device_ids": [-1]}, "device_ids"),
         ({"node_labels": ["zone"]}, "node_labels"),
         ({"node_labels": {"zone": {"nested": 1}}}, "node_labels"),
@@ -118,6 +126,11 @@ def test_bad_constraints_are_a_400_naming_the_field(root, cluster, body, field):
     response = submit(root, **body)
     assert response.status_code == 400
     assert field in response.json(), response.json()
+
+
+def test_device_ids_not_as_many_as_gpu_count_is_a_422(root, cluster):
+    response = submit(root, device_ids=[0, 1])  # one GPU asked, two named: no schema can say it
+    assert response.status_code == 422 and "device_ids" in response.json()
 
 
 def test_dry_run_says_where_the_job_would_go_and_creates_nothing(root, cluster):

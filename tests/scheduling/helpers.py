@@ -4,18 +4,19 @@ import threading
 
 from django.db import connection
 
-from scheduling import executor
+from scheduling import executor, ticker
 from scheduling.models import Attempt, Job
 from scheduling.states import Status
-from scheduling.tick import tick
 from tests.conftest import JOB_PYTHON
 
 PY = JOB_PYTHON  # jobs may run as another account (nobody) that cannot run the venv's interpreter
 
 
 def dispatch(job: Job) -> Job:
-    """Let a real tick place and dispatch the job; return it fresh (with its lease token)."""
-    tick()
+    """Let a real tick place and dispatch the job; return it fresh (with its lease token). The tick
+    runs under the ticker's lock: in a transactional test a change's ask wakes this process's ticker
+    thread, and two ticks at once would dispatch the job twice (`dispatched → dispatched`)."""
+    ticker.run(force=True, wait=True)
     job.refresh_from_db()
     assert job.status == "dispatched", (job.status, job.wait_reason, job.wait_detail)
     return job

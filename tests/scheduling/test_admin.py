@@ -5,6 +5,7 @@ from django.test import Client
 
 from scheduling.models import Job
 from scheduling.states import Status
+from scheduling.tick import tick
 from scheduling.transitions import transition
 from tests.factories import make_job
 
@@ -95,6 +96,7 @@ def test_the_waiting_queue_moves_a_job_and_takes_the_neighbours_priority(admin_c
         make_job(alice, priority=20),
         make_job(alice, priority=20),
     )
+    tick()
     page = admin_client.get("/admin/scheduling/job/queue/").content.decode()
     assert page.index(f'data-job="{high_a.pk}"') < page.index(f'data-job="{low.pk}"')
     assert "Waiting queue" in admin_client.get("/admin/scheduling/job/").content.decode()  # linked
@@ -173,3 +175,28 @@ def test_quotas_are_edited_inline_on_users_and_teams(admin_client, alice, team):
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert GpuQuota.objects.get(team=team).daily_gpu_seconds == 3600
+
+
+def test_an_active_job_cannot_be_deleted_in_the_admin(admin_client, alice):
+    job = make_job(alice, status=Status.RUNNING)
+    assert admin_client.get(f"/admin/scheduling/job/{job.pk}/delete/").status_code == 403
+    assert admin_client.post(f"/admin/scheduling/job/{job.pk}/delete/", {"post": "yes"}).status_code == 403
+    response = admin_client.post(
+        "/admin/scheduling/job/",
+        {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"},
+        follow=True,
+    )
+    assert response.status_code == 403  # Django refuses the whole selection
+    assert Job.objects.get(pk=job.pk).status == Status.RUNNING  # untouched: cancel it first
+
+
+def test_deleting_a_finished_job_in_the_admin_archives_it(admin_client, alice, settings):
+    from scheduling import archive
+
+    job = make_job(alice)
+    transition(job, Status.CANCELLED, by=alice, reason="typo in config")
+    response = admin_client.post(f"/admin/scheduling/job/{job.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Job.objects.filter(pk=job.pk).exists()
+    (path,) = settings.GPUQ_ARCHIVE_DIR.iterdir()
+    assert [line["reason"] for line in archive.read(path)] == ["typo in config"]

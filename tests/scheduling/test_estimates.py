@@ -95,6 +95,7 @@ def test_the_queue_estimate_uses_a_running_jobs_reported_progress(alice, node, s
     at = started + timedelta(seconds=300)  # a quarter done after 300 s: it ends at start + 1200 s
     Event.objects.filter(kind=Event.Kind.PROGRESS, job_id=busy.pk).update(at=at)
     waiting_job = make_job(alice, argv=["eval.py"], time_limit_seconds=60)
+    tick()  # stores the estimates the queue shows
     entry = next(e for e in selectors.queue().pending if e.job.pk == waiting_job.pk)
     assert entry.estimated_start == started + timedelta(seconds=1200)
     assert entry.estimated_start_latest == started + timedelta(
@@ -117,6 +118,7 @@ def test_the_queue_estimate_uses_the_history_of_similar_jobs(alice, node):
     started = now - timedelta(minutes=5)
     Job.objects.filter(pk=busy.pk).update(started_at=started)
     waiting_job = make_job(alice, argv=["eval.py"])
+    tick()
     entry = next(e for e in selectors.queue().pending if e.job.pk == waiting_job.pk)
     assert entry.estimated_start == started + timedelta(minutes=20)
     assert entry.estimated_start_latest is None and entry.estimated  # …so there is no latest start

@@ -8,7 +8,7 @@ import pytest
 
 from gpus.models import Allocation
 from scheduling import executor, procs
-from scheduling.models import Job
+from scheduling.models import Event, Job
 from scheduling.services import job_cancel
 from scheduling.states import Status
 from tests.conftest import job_writable, wait_for
@@ -96,15 +96,30 @@ def test_a_missing_program_fails_with_a_clear_error(alice, node):
     assert not Allocation.objects.active().exists()
 
 
-def test_progress_written_by_the_job_is_stored(alice, node):
+@pytest.mark.parametrize(
+    ("message", "stored"),
+    [
+        ("'epoch 1'", {"fraction": 0.5, "message": "epoch 1"}),
+        # Over GPUQ_PROGRESS_MAX_BYTES: a reason is stored, never the file.
+        (
+            "'x' * 100000",
+            {"rejected": "the progress file is over 1024 bytes (GPUQ_PROGRESS_MAX_BYTES); write less"},
+        ),
+    ],
+    ids=["stored", "oversize"],
+)
+def test_progress_written_by_the_job_is_stored_within_its_limit(alice, node, settings, message, stored):
+    settings.GPUQ_PROGRESS_MAX_BYTES = 1024
     code = (
         "import json, os; "
-        "open(os.environ['GPUQ_PROGRESS_FILE'], 'w').write(json.dumps({'fraction': 0.5, 'message': 'epoch 1'}))"
+        f"open(os.environ['GPUQ_PROGRESS_FILE'], 'w').write(json.dumps({{'fraction': 0.5, 'message': {message}}}))"
     )
     job = dispatch(make_job(alice, argv=[PY, "-c", code]))
     executor.run_job(job.pk, job.lease_token)
     job.refresh_from_db()
-    assert job.progress == {"fraction": 0.5, "message": "epoch 1"}
+    assert job.status == Status.COMPLETED and job.progress == stored
+    events = Event.objects.filter(kind=Event.Kind.PROGRESS, job_id=job.pk)
+    assert all(len(json.dumps(event.data)) < 1024 for event in events)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 
 from scheduling import leases
-from tests.conftest import child_env
+from tests.conftest import child_env, wait_for
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,29 @@ def test_a_configuration_that_allows_an_overlap_is_refused_at_start(db):
     )
     assert done.returncode != 0
     assert "GPUQ_LEASE_MARGIN_SECONDS (0.5) must exceed 1 s" in done.stderr
+
+
+def test_a_fence_that_wakes_late_gives_only_the_grace_left_before_the_take_over(settings):
+    """A machine frozen whole (SIGSTOP, a suspended VM) past its lease wakes with its job alive: the fence
+    must not give it a whole grace again, or the job would run past `L + G` (and beside its re-run after
+    `L + G + M`). Here the freeze used up the lease and the grace: the job is SIGKILLed at once, though it
+    ignores SIGTERM and the grace is ten minutes."""
+    from scheduling import executor, procs
+
+    settings.GPUQ_KILL_GRACE_SECONDS = 600
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(900)"
+    job = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
+    assert job.stdout.readline() == "ready\n"  # SIGTERM is ignored from now on
+    try:
+        fence = executor.Fence(1, job.pid, job.poll, fence_after=2)
+        fence.last_contact -= 2 + 600 + 1  # its last heartbeat, before the freeze
+        fence.start()
+        wait_for(lambda: job.poll() is not None, timeout=60, message="the job to be killed")
+        assert job.returncode == -9 and fence.fenced
+        fence.join(timeout=60)
+    finally:
+        if job.poll() is None:
+            procs.signal_group(job.pid, 9)
+            job.wait()

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -58,7 +57,6 @@ def run(scenario) -> None:
             await scenario()
         finally:
             await relay.stop()
-            await get_channel_layer().flush()
 
     asyncio.run(main())
 
@@ -302,3 +300,37 @@ def test_visibility_is_asked_once_per_batch_for_new_jobs_only(alice, bob, monkey
     assert asked == [{job.pk for job in jobs} | {mine.pk}]
     for batch in got:
         assert [e["job"] for e in batch] == [mine.pk] * 10 + [None]
+
+
+def test_a_client_resuming_from_a_pruned_event_id_gets_the_reset(alice, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scheduling.housekeeping import events_prune
+    from scheduling.models import Event
+
+    settings.GPUQ_EVENT_WINDOW_HOURS = 1
+    old = timezone.now() - timedelta(hours=2)
+    seen, missed = (Event.objects.create(kind=Event.Kind.NODE, at=old, data={"n": i}) for i in (1, 2))
+    emit_node("n3", status="online")  # recent: kept
+    # `missed` is gone (its row is retention's marker now): a client that saw only `seen` lost it.
+    seen.refresh_from_db()  # their commit positions
+    missed.refresh_from_db()
+    assert events_prune(now=timezone.now()) == 2
+    client = logged_in(alice)
+    got = {}
+
+    async def scenario():
+        late = socket(client, after=seen.seq)
+        connected, _ = await late.connect(timeout=10)
+        assert connected
+        got["late"] = await late.receive_json_from(timeout=10)
+        await late.disconnect()
+        current = socket(client, after=missed.seq)  # saw everything pruned: resumes with no reset
+        got["current"] = await opened(current)
+        await current.disconnect()
+
+    run(scenario)
+    assert got["late"]["kind"] == "reset" and got["late"]["reason"] == "pruned"
+    assert [e["data"]["name"] for e in got["current"]] == ["n3"]

@@ -46,6 +46,7 @@ def test_the_queue_page_shows_counts_estimates_and_held_jobs(alice, node):
         wait_reason="approval",
         wait_detail="3 GPUs is more than 2",
     )
+    tick()  # stores the plan and estimates the page shows
     client = Client()
     client.force_login(alice)
     page = client.get("/").content.decode()

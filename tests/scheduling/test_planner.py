@@ -638,7 +638,7 @@ def fits_needs(node: NodeFree, gpus, needs: Needs) -> bool:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     pending_jobs,
     running_jobs,
@@ -808,7 +808,7 @@ def busy_cluster(draw):
     return tuple(nodes), tuple(run), tuple(pending)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(busy_cluster(), st.sampled_from([None, 1, 2]), st.booleans())
 def test_starving_jobs_go_first_and_every_blocked_job_is_reserved(cluster, user_cap, fresh):
     """The guarantees in the README. A job waiting longer than the ageing threshold goes ahead of every

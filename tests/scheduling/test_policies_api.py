@@ -72,7 +72,7 @@ def test_priority_higher_first_owner_may_lower_lead_may_raise_and_it_is_logged(a
     tick()
     queue = api_for(alice).get("/api/v1/queue").json()["pending"]
     assert [(e["id"], e["position"]) for e in queue] == [(normal.pk, 1), (low.pk, 2)]
-    assert api_for(alice).post(f"/api/v1/jobs/{low.pk}/priority", {"priority": 20}).status_code == 400
+    assert api_for(alice).post(f"/api/v1/jobs/{low.pk}/priority", {"priority": 20}).status_code == 403
     assert api_for(alice).post(f"/api/v1/jobs/{normal.pk}/priority", {"priority": 0}).status_code == 404
     assert (
         api_for(root)
@@ -80,6 +80,7 @@ def test_priority_higher_first_owner_may_lower_lead_may_raise_and_it_is_logged(a
         .status_code
         == 200
     )
+    tick()  # the tick the change asked for, which stores the new order
     assert [e["id"] for e in api_for(alice).get("/api/v1/queue").json()["pending"]] == [low.pk, normal.pk]
     audit = JobAudit.objects.get(job=low)
     assert (audit.by, audit.action, audit.detail) == (root, "priority", "0 → 20. deadline")
@@ -158,6 +159,7 @@ def test_fair_share_lets_a_light_user_pass_a_heavy_one(alice, bob, root, node, r
     tick()
     heavy = [submit(alice) for _ in range(3)]
     light = submit(bob)
+    tick()
     assert api_for(bob).get("/api/v1/queue").json()["pending"][0]["id"] == light.pk
     assert heavy
 
@@ -290,7 +292,7 @@ def test_a_dependency_on_someone_elses_job_is_refused_as_if_it_did_not_exist(ali
     response = api_for(alice).post(
         "/api/v1/jobs", {"argv": ["true"], "depends_on": [theirs.pk]}, format="json"
     )
-    assert response.status_code == 400 and response.json() == {"depends_on": [f"no job {theirs.pk}"]}
+    assert response.status_code == 422 and response.json() == {"depends_on": [f"no job {theirs.pk}"]}
 
 
 def test_a_conflicting_job_waits_for_the_holder_then_starts(alice, bob, node, raw):
@@ -349,7 +351,9 @@ def test_preemption_requeues_a_preemptible_job_for_an_urgent_one(alice, root, no
     settings.GPUQ_KILL_GRACE_SECONDS = 0.5
     set_policy(PolicyType.PREEMPTION, enabled=True, config={"min_priority": 30, "max_victim_priority": 10})
     victims = [submit(alice, argv=["sleep", "600"], preemptible=True, gpu_count=1) for _ in range(2)]
-    threads = [run_in_thread(Job.objects.get(pk=v.pk))[0] for v in victims]  # the tick dispatched them
+    for v in victims:  # the ticker starts them
+        wait_for(lambda v=v: status_of(v) == Status.DISPATCHED, message="the ticker to start the victims")
+    threads = [run_in_thread(Job.objects.get(pk=v.pk))[0] for v in victims]
     for v in victims:
         wait_for(lambda v=v: status_of(v) == Status.RUNNING, message="the victims to run")
     urgent = submit(root, argv=[PY, "-c", "pass"], priority=30)
@@ -373,6 +377,7 @@ def test_preemption_requeues_a_preemptible_job_for_an_urgent_one(alice, root, no
 def test_pausing_a_running_job_stops_it_frees_its_gpu_and_resume_requeues_it(alice, node, raw, settings):
     settings.GPUQ_KILL_GRACE_SECONDS = 0.5
     job = submit(alice, argv=["sleep", "600"])
+    wait_for(lambda: status_of(job) == Status.DISPATCHED, message="the ticker to start it")
     thread, result = run_in_thread(Job.objects.get(pk=job.pk))
     wait_for(lambda: status_of(job) == Status.RUNNING, message="the job to run")
     response = api_for(alice).post(f"/api/v1/jobs/{job.pk}/pause", {"reason": "need the GPU for a demo"})
@@ -382,7 +387,8 @@ def test_pausing_a_running_job_stops_it_frees_its_gpu_and_resume_requeues_it(ali
     assert result == ["paused"] and job.status == Status.PAUSED and job.attempt == 2
     assert not Allocation.objects.active().exists()
     assert api_for(alice).post(f"/api/v1/jobs/{job.pk}/resume").status_code == 200
-    assert status_of(job) == Status.DISPATCHED  # resumed, and started at once on the free GPU
+    # Resumed, and started by the ticker on the free GPU.
+    wait_for(lambda: status_of(job) == Status.DISPATCHED, message="the ticker to start it again")
     Job.objects.filter(pk=job.pk).update(status=Status.CANCELLED)  # do not leave it for the executor
 
 
@@ -393,7 +399,7 @@ def test_pausing_a_pending_job_holds_it(alice, root, node, raw):
     assert api_for(alice).post(f"/api/v1/jobs/{job.pk}/pause").status_code == 200
     assert status_of(job) == Status.PAUSED
     assert api_for(alice).get("/api/v1/queue").json()["held"][0]["id"] == job.pk
-    assert api_for(alice).post(f"/api/v1/jobs/{job.pk}/pause").status_code == 400
+    assert api_for(alice).post(f"/api/v1/jobs/{job.pk}/pause").status_code == 409
 
 
 def test_pausing_and_resuming_a_scheduled_job_keeps_its_start_time(alice, node, raw):
@@ -423,7 +429,8 @@ def test_a_paused_queue_starts_nothing_until_resumed(alice, root, node, raw):
 
 
 def test_stats_me_and_position(alice, bob, root, node, raw):
-    submit(root, gpu_count=2, argv=["sleep", "30"])
+    endless = submit(root, gpu_count=2, argv=["sleep", "30"])
+    Job.objects.filter(pk=endless.pk).update(time_limit_seconds=None)  # a job from before every job had one
     tick()
     b1, a1, a2 = submit(bob), submit(alice), submit(alice)
     tick()
@@ -446,6 +453,7 @@ def test_estimates_follow_the_planner_forward_in_time(alice, root, node, raw):
     Job.objects.filter(pk=busy.pk).update(started_at=timezone.now())
     first = submit(alice, time_limit_seconds=300)
     second = submit(alice, gpu_count=2, time_limit_seconds=300)
+    tick()
     pending = {e["id"]: e["estimated_start"] for e in api_for(alice).get("/api/v1/queue").json()["pending"]}
     from datetime import datetime
 
@@ -461,6 +469,7 @@ def test_the_queue_shows_a_range_up_to_the_hard_bound_that_does_not_move(alice, 
     started = timezone.now() - timedelta(minutes=11)  # past its limit: in its grace period
     Job.objects.filter(pk=busy.pk).update(started_at=started)
     job = submit(alice, time_limit_seconds=300)
+    tick()
     bound = started + timedelta(seconds=600 + settings.GPUQ_KILL_GRACE_SECONDS)
     for _ in range(2):  # asked twice, a moment apart: the same answer
         entry = api_for(alice).get("/api/v1/queue").json()["pending"][0]
@@ -498,7 +507,7 @@ def test_policies_are_validated_and_only_admins_change_them(alice, root):
     tz = api_for(root).post(
         "/api/v1/policies", {"type": "off_peak", "config": {"timezone": "Mars/Base"}}, format="json"
     )
-    assert tz.status_code == 400 and "unknown time zone" in str(tz.json())
+    assert tz.status_code == 422 and "unknown time zone" in str(tz.json())
     ok = api_for(root).post(
         "/api/v1/policies", {"type": "off_peak", "config": {"timezone": "Europe/Paris"}}, format="json"
     )

@@ -54,6 +54,30 @@ def test_a_stale_job_with_no_attempts_left_fails(alice, node):
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert "attempts spent (1/1)" in job.transitions.last().reason
+    assert job.faults == 1  # the count agrees with the reason (it said 1/1 while the row kept 0)
+
+
+def test_attempt_rows_are_the_faults_plus_the_lost_dispatches_that_were_no_fault(alice, node):
+    """Issue 10's long run: jobs failed with "attempts spent (20/20)" had faults=19 and 23-24 attempt
+    rows. The rows are every fault plus every dispatch lost before its executor claimed it (never ran, so
+    no fault); the job's count now includes the fault that spent the last attempt."""
+    job = make_job(alice, max_attempts=3)
+    for _ in range(2):  # two dispatches nobody claimed: requeued, not counted
+        dispatch(job)
+        Attempt.objects.filter(job=job, ended_at__isnull=True).update(
+            dispatched_at=timezone.now() - timedelta(hours=1)
+        )
+        assert reap() == 1
+        job.refresh_from_db()
+    for _ in range(3):  # three executors lost: the third spends the attempts
+        run_it(dispatch(job))
+        go_stale(job)
+        assert reap() == 1
+        job.refresh_from_db()
+    reasons = [a.reason.split(":")[0] for a in job.attempts.order_by("number")]
+    assert reasons == ["dispatch lost"] * 2 + ["executor lost"] * 3
+    assert (job.status, job.faults) == (Status.FAILED, 3)
+    assert "attempts spent (3/3)" in job.transitions.last().reason
     assert not Allocation.objects.active().exists()
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from gpus.models import Allocation
 from scheduling import executor, policies
-from scheduling.models import Job, PolicyType
+from scheduling.models import Event, Job, PolicyType
 from scheduling.policies import retry_delay, set_policy
 from scheduling.states import Status
 from scheduling.tick import tick
@@ -52,6 +52,15 @@ def test_a_retried_exit_code_runs_again_and_resumes_from_its_checkpoint(alice, n
     assert (job.status, job.attempt) == (Status.COMPLETED, 2)
     log = open(job.log_path).read()
     assert "attempt 1 found None" in log and "attempt 2 found 42" in log
+
+
+def test_the_retry_count_counts_failures_not_runs_that_were_no_fault(alice, node):
+    """A job preempted or requeued without fault has run more often than it has failed: its retry is
+    counted as the attempts limit counts (failures), never "retry 6 of up to 3"."""
+    set_policy(PolicyType.RETRY, enabled=True, config={"exit_codes": [3], "backoff_seconds": 0})
+    job = run(make_job(alice, argv=[PY, "-c", "raise SystemExit(3)"], max_attempts=3, attempt=5))
+    assert (job.status, job.attempt, job.faults) == (Status.PENDING, 6, 1)
+    assert history(job)[-1] == ("running", "pending", "exit code 3; retry 2 of up to 3, in 0 s")
 
 
 def test_exit_codes_not_listed_do_not_retry(alice, node):
@@ -115,6 +124,9 @@ def test_the_watchdog_ends_a_job_whose_output_stalls(alice, node, settings):
     assert (job.status, job.transitions.last().reason) == (Status.FAILED, "stalled")
     assert job.error == "watchdog: no output or progress for 1 s"
     assert (job.finished_at - job.started_at).total_seconds() < 5
+    # ... and says so to its owner (a `stalled` notice, which notifications deliver).
+    (notice,) = Event.objects.filter(job_id=job.pk, data__notice="stalled")
+    assert notice.data["reason"] == job.error
 
 
 @pytest.mark.django_db(transaction=True)

@@ -61,8 +61,8 @@ def test_only_the_owner_or_an_admin_shares(alice, bob, root):
     share(alice, job, "bob", permission="act")
     assert share(bob, job, "root").status_code == 403  # bob may act, not pass the job on
     assert share(root, job, "bob", permission="view", revoke=True).status_code == 200
-    assert share(alice, job, "nobody").status_code == 400
-    assert share(alice, job, "alice").status_code == 400
+    assert share(alice, job, "nobody").status_code == 422  # well formed, but no such user
+    assert share(alice, job, "alice").status_code == 422
     assert share(alice, job, "bob", permission="own").status_code == 400
 
 

@@ -1,4 +1,5 @@
-"""Make sure an admin account, an API token and an example template exist, and say how to log in.
+"""Make sure an admin account, an API token, an example template and the fresh install's default
+policies (concurrency: 5 running, 2 per user) exist, and say how to log in.
 
 The admin's password and token are kept in the data folder (mode 600) so that a later start can print
 them again; the database holds only the token's hash.
@@ -56,7 +57,10 @@ class Command(BaseCommand):
             _, key = ApiToken.issue(user=user, name="bootstrap")
             _write_secret(token_file, key)
 
+        from scheduling import policies
         from scheduling.models import JobTemplate
+
+        policies.install_defaults()  # seed 001's concurrency limits, on a fresh install only
 
         if not JobTemplate.objects.exists():
             template = JobTemplate(

@@ -1,0 +1,64 @@
+"""The chaos harness's kills count only when they hit: a fault counted as made must have happened, or the
+long run's "faults made/asked" says nothing (the full run of issue 10 counted 200 job kills, of which 2
+killed a job: the others aimed at rows of dead processes, picked by a node's skewed clock)."""
+
+import random
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from scheduling.models import Attempt
+from scheduling.states import Status
+from tests.e2e import chaos
+from tests.e2e.conftest import alive
+from tests.factories import make_job
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db]
+
+
+def _running(owner, pid: int, *, started_ago: float, skewed_by: float, duration_id: dict, seconds: float):
+    """A running job with an open attempt of process `pid`, started `started_ago` seconds ago by the
+    database's clock; its job row's started_at stamped by a node whose clock is `skewed_by` seconds off."""
+    now = timezone.now()
+    job = make_job(
+        owner, status=Status.RUNNING, started_at=now - timedelta(seconds=started_ago - skewed_by), attempt=1
+    )
+    Attempt.objects.create(
+        job=job, number=1, lease_token="t", pid=pid, started_at=now - timedelta(seconds=started_ago)
+    )
+    duration_id[job.pk] = seconds
+    return job
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+
+
+def test_a_job_kill_of_a_process_that_is_gone_is_not_a_fault_made(root):
+    gone = _sleeper()
+    gone.kill()
+    gone.wait()
+    durations = {}
+    _running(root, gone.pid, started_ago=1, skewed_by=0, duration_id=durations, seconds=100)
+    assert chaos._kill("job", None, random.Random(0), durations) is False
+
+
+def test_a_job_kill_aims_by_the_database_clock_at_a_live_process(root):
+    """The stale row (a dead process) looks, by its skewed node's clock, like the job with the most time
+    left; the live one is hit instead, and the kill counts."""
+    live, gone = _sleeper(), _sleeper()
+    gone.kill()
+    gone.wait()
+    try:
+        durations = {}
+        _running(root, live.pid, started_ago=1, skewed_by=0, duration_id=durations, seconds=50)
+        _running(root, gone.pid, started_ago=10, skewed_by=60, duration_id=durations, seconds=40)
+        assert chaos._kill("job", None, random.Random(0), durations) is True
+        assert live.wait(timeout=60) == -9
+    finally:
+        if alive(live.pid):
+            live.kill()
+        live.wait()
