@@ -1,6 +1,6 @@
 """Browser tests: a real gpuq (`gpuq_serve`: Daphne, a node and its executor cluster, on its own SQLite
 database in a temporary folder) driven by Playwright in Debian's chromium. Screenshots of each page, at
-1280 and 400 px wide, go to artifacts/screenshots/ (git-ignored)."""
+1280 and 400 px wide, go to artifacts/screenshots/ (git-ignored); the server's output to artifacts/."""
 
 import shutil
 import signal
@@ -40,8 +40,9 @@ def gpuq():
         GPUQ_DECLARED_GPUS="2x24GB",
         GPUQ_NODE_NAME="browser",
         GPUQ_HEARTBEAT_SECONDS="0.2",
+        GPUQ_ESTIMATE_SECONDS="0",  # every tick stores its estimates: a waiting row settles after one tick
         GPUQ_WS_RECHECK_SECONDS="0.5",  # a page whose user logged out leaves soon
-        GPUQ_LOG_DB_MAX_BYTES="65536",  # the least: a long log's head is dropped (test_job_log)
+        GPUQ_LOG_DB_MAX_BYTES="196608",  # 3 chunks: a long log's head is dropped (test_job_log)
     )
     try:
         wait_serving(base)
@@ -49,6 +50,13 @@ def gpuq():
         yield Gpuq(base, password, api, data)
     finally:
         stop(serve, signal.SIGINT, timeout=30)
+        SCREENSHOTS.parent.mkdir(parents=True, exist_ok=True)  # what the server said, for a failure's story
+        shutil.copyfile(
+            serve.output,
+            SCREENSHOTS.parent
+            / f"browser-serve-{settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}.out",
+        )
+        serve.output.unlink()
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -74,8 +82,8 @@ def pytest_runtest_makereport(item, call):
 def page(browser, gpuq, request):
     """A logged-in admin's page, 1280 px wide."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=gpuq.base)
+    context.set_default_timeout(45000)  # generous, for every page of it: six shards share two cores in CI
     page = context.new_page()
-    page.set_default_timeout(15000)
     page.goto("/accounts/login/")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", gpuq.password)

@@ -6,12 +6,23 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 from django.conf import settings
 
 from tests.conftest import child_env, wait_for
+
+
+def on_postgresql() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def postgresql_only(reason: str):
+    """Mark tests that need PostgreSQL (several machines, database faults); CI runs both databases."""
+    return pytest.mark.skipif(not on_postgresql(), reason=reason)
 
 
 @pytest.fixture
@@ -37,22 +48,41 @@ def start_node(tmp_path):
             }
         )
         argv = [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_node"]
-        node = subprocess.Popen(
-            argv + (["--labels", labels] if labels else []),
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        node = spawn(argv + (["--labels", labels] if labels else []), env, tmp_path / f"node-{name}.out")
         started.append(node)
-        banner = node.stdout.readline()
+        banner = output_lines(node, 1)[0]
         assert banner.startswith(f"node {name}: ") and "from declared" in banner, banner
         return node
 
     yield start
-    for node in started:
-        stop(node)
+    stop_all(started)
+
+
+def spawn(argv: list[str], env: dict, output: Path) -> subprocess.Popen:
+    """Start a process in a session of its own, its output (stdout and stderr) going to the file `output`.
+    A file, not a pipe: nobody reads a pipe after the banner, and a server whose log outgrew the pipe's
+    64 KiB blocked on its next write, holding the logging lock, and stopped answering (the browser tests'
+    shared server did, under the whole suite's load, when it logged more)."""
+    with open(output, "ab") as out:
+        process = subprocess.Popen(
+            argv, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
+        )
+    process.output = Path(output)
+    return process
+
+
+def output_lines(process: subprocess.Popen, count: int, timeout: float = 180) -> list[str]:
+    """The first `count` whole lines that `process` (from `spawn`) wrote; waits for them, and fails with
+    what it wrote if it exits first."""
+
+    def lines():
+        written = process.output.read_text(errors="replace")
+        whole = written.splitlines(keepends=True)[: written.count("\n")]
+        if len(whole) >= count:
+            return whole[:count]
+        assert process.poll() is None, f"exited ({process.returncode}) after writing:\n{written}"
+
+    return wait_for(lines, timeout, interval=0.05, message=f"{count} lines from {process.args}")
 
 
 def proc_stat(pid) -> list[str] | None:
@@ -120,8 +150,7 @@ def start_web(tmp_path):
         return base
 
     yield start
-    for server in started:
-        stop(server)
+    stop_all(started)
 
 
 @pytest.fixture
@@ -151,13 +180,22 @@ def login(base: str, username: str, password: str) -> httpx.Client:
 
 def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> None:
     """Stop a process started in its own session (and its group), by force if it does not stop."""
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_all([process], sig, timeout)
+
+
+def stop_all(processes: list[subprocess.Popen], sig=signal.SIGTERM, timeout: float = 15) -> None:
+    """Stop processes started in their own sessions: each gets its signal before any is waited for, so
+    their graceful shutdowns overlap instead of adding up; any still there after `timeout` is killed."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def wait_serving(base: str, timeout: float = 30) -> None:
@@ -181,15 +219,10 @@ def start_serve(data_dir, port: int, **env) -> tuple[subprocess.Popen, str, str,
         GPUQ_TICK_SECONDS="1",
         **{k: str(v) for k, v in env.items()},
     )
-    serve = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    banner = "".join(serve.stdout.readline() for _ in range(3))
+    argv = [sys.executable, str(settings.BASE_DIR / "manage.py"), "gpuq_serve", "--port", str(port)]
+    data_dir = Path(data_dir)  # gpuq makes it (a test checks how): its output goes beside it
+    serve = spawn(argv, environment, data_dir.parent / f"{data_dir.name}-serve.out")
+    banner = "".join(output_lines(serve, 3))
     match = re.search(r"log in as admin / (\S+)\n.*API token: (\S+)", banner, re.S)
     assert match, banner
     return serve, f"http://127.0.0.1:{port}", *match.groups()

@@ -19,7 +19,7 @@ from scheduling import procs
 from scheduling.models import Job
 from scheduling.states import TERMINAL, Status
 from tests.conftest import JOB_PYTHON, api_for, child_env, wait_for
-from tests.e2e.conftest import free_port, start_serve, wait_serving
+from tests.e2e.conftest import free_port, output_lines, start_serve, wait_serving
 from tests.runas import needs_root, probe_argv, probe_report
 
 pytestmark = pytest.mark.processes
@@ -116,7 +116,7 @@ def test_a_job_of_the_embedded_default_runs_as_nobody_and_cannot_read_the_server
 @pytest.mark.django_db(transaction=True)
 def test_a_root_node_says_at_start_which_account_its_jobs_run_as(start_node):
     node = start_node("says")
-    assert node.stdout.readline() == "node says: jobs run as nobody (uid 65534) (GPUQ_RUN_AS=auto)\n"
+    assert output_lines(node, 2)[1] == "node says: jobs run as nobody (uid 65534) (GPUQ_RUN_AS=auto)\n"
 
 
 @needs_root
