@@ -270,26 +270,28 @@ def _kill(kind: str, cluster: Cluster, rng: random.Random, durations: dict[int, 
 
     from scheduling.models import Attempt
 
-    # Aim at the running job with the most time left: if its process outlived a lost executor, it would
-    # still be alive when the job is requeued. Its start from the attempt row (the database's clock: a
-    # node's skewed clock stamps the job's started_at), and only a job whose process is alive: a row still
-    # running after its node was killed names a dead process, and a kill of it is no fault made.
+    # Aim at a running job, drawn at random among those with time left: a kill must find its process
+    # alive, and if the process outlived a lost executor it would still be alive when the job is
+    # requeued. (Aiming always at the job with the most time left hit one job again and again: its re-run
+    # was again the longest, until its attempts were spent.) Its start from the attempt row (the
+    # database's clock: a node's skewed clock stamps the job's started_at), and only a job whose process is
+    # alive: a row still running after its node was killed names a dead process, and a kill of it is no
+    # fault made.
     now = timezone.now()
-    running = sorted(
-        (
-            row
-            for row in Attempt.objects.filter(
-                job__status="running", ended_at__isnull=True, pid__isnull=False, started_at__isnull=False
-            ).values_list("job_id", "pid", "started_at", "node__name")
-            if alive(row[1])
-        ),
-        key=lambda row: durations.get(row[0], 0) - (now - row[2]).total_seconds(),
-    )
-    # Executors and nodes are killed only under a job with over 2.5 s left (more than a lease).
-    if kind in ("worker", "node"):
-        running = [r for r in running if durations.get(r[0], 0) - (now - r[2]).total_seconds() > 2.5]
-    target_node = running[-1][3] if running else None
-    running = [pid for _, pid, _, _ in running[-1:]]
+    running = [
+        row
+        for row in Attempt.objects.filter(
+            job__status="running", ended_at__isnull=True, pid__isnull=False, started_at__isnull=False
+        ).values_list("job_id", "pid", "started_at", "node__name")
+        if alive(row[1])
+    ]
+    # Executors and nodes are killed only under a job with over 2.5 s left (more than a lease); jobs with
+    # any time left.
+    least = 2.5 if kind in ("worker", "node") else 0.2
+    running = [r for r in running if durations.get(r[0], 0) - (now - r[2]).total_seconds() > least]
+    target = rng.choice(running) if running else None
+    target_node = target[3] if target else None
+    running = [target[1]] if target else []
     if kind == "job" and running:
         return _kill_group(running[0])  # the job's own process group: it fails with -9 and retries
     if kind == "worker" and running:
