@@ -463,6 +463,7 @@ class Faults:
         self.cluster, self.rng, self.durations, self.proxy, self.extra = cluster, rng, durations, proxy, extra
         self.seconds = {"freeze": freeze_seconds, "outage": outage_seconds, "gpuq": gpuq_down_seconds}
         self.outage_until: float | None = None
+        self.hits: Counter = Counter()  # job id → kills that hit it (see chaos._kill)
 
     def end_outage(self, force: bool = False) -> None:
         if self.outage_until is not None and (force or time.monotonic() >= self.outage_until):
@@ -481,7 +482,7 @@ class Faults:
     def make(self, kind: str) -> bool:
         cluster, rng, extra = self.cluster, self.rng, self.extra
         if kind in ("worker", "job", "node", "tick"):
-            return chaos._kill(kind, cluster, rng, self.durations)
+            return chaos._kill(kind, cluster, rng, self.durations, self.hits)
         if kind == "connection":
             cut = terminate_connections()
             extra["connections"] += cut
