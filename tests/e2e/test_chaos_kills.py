@@ -65,27 +65,30 @@ def test_a_job_kill_aims_by_the_database_clock_at_a_live_process(root):
         live.wait()
 
 
-def test_kills_with_a_tally_hit_each_job_once_before_any_twice(root):
-    """The long run's kills follow the jobs' progress: a job already hit is not hit again while a job never
-    hit is still to run (it waits, pending); once none is left, the least hit running job is."""
+def test_kills_with_a_tally_hit_the_least_hit_job_and_none_past_the_cap(root):
+    """The long run's kills spread over the jobs: the least hit running job is hit, and a job hit
+    HIT_CAP times is not hit again (the kill is not made)."""
     first, second = _sleeper(), _sleeper()
     try:
         durations, hits = {}, Counter()
         hit = _running(root, first.pid, started_ago=1, skewed_by=0, duration_id=durations, seconds=100)
-        hits[hit.pk] = 1
-        waiting = make_job(root, status=Status.PENDING)
-        durations[waiting.pk] = 100
-        assert chaos._kill("job", None, random.Random(0), durations, hits) is False  # waits for `waiting`
-        assert alive(first.pid)
         fresh = _running(root, second.pid, started_ago=1, skewed_by=0, duration_id=durations, seconds=100)
+        hits[hit.pk] = chaos.HIT_CAP - 1
         assert chaos._kill("job", None, random.Random(0), durations, hits) is True
         assert second.wait(timeout=60) == -9 and alive(first.pid)  # the one never hit
-        assert hits == {hit.pk: 1, fresh.pk: 1}
+        assert hits == {hit.pk: chaos.HIT_CAP - 1, fresh.pk: 1}
         fresh.delete()
-        waiting.delete()  # every job was hit or is gone: the least hit running job is hit again
-        assert chaos._kill("job", None, random.Random(0), durations, hits) is True
+        assert chaos._kill("job", None, random.Random(0), durations, hits) is True  # the least hit left
         assert first.wait(timeout=60) == -9
-        assert hits[hit.pk] == 2
+        assert hits[hit.pk] == chaos.HIT_CAP
+        third = _sleeper()
+        try:
+            Attempt.objects.filter(job=hit).update(pid=third.pid)  # its re-run, hit HIT_CAP times
+            assert chaos._kill("job", None, random.Random(0), durations, hits) is False
+            assert alive(third.pid)
+        finally:
+            third.kill()
+            third.wait()
     finally:
         for process in (first, second):
             if alive(process.pid):
