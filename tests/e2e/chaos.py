@@ -39,9 +39,12 @@ time.sleep(float(sys.argv[2]))
 marks.write(f"done {job} {attempt}\n")
 """
 
+# A ticker process as gpuq runs one: under the ticker lock (a bare tick() here ran beside the real tickers,
+# and the 1,000-job run's first dispatches met the one-allocation-per-GPU constraint). A kill mid-tick
+# then also checks that the lock goes with the process.
 TICKER = (
-    "import django, time; django.setup(); from scheduling.tick import tick\n"
-    "while True:\n    tick(); time.sleep(0.2)"
+    "import django, time; django.setup(); from scheduling import ticker\n"
+    "while True:\n    ticker.run(force=True, wait=True); time.sleep(0.2)"
 )
 
 
