@@ -41,18 +41,29 @@ def test_a_job_appears_starts_shows_progress_and_finishes_without_reloading(page
 
 
 def test_priorities_have_their_colours(page, gpuq):
-    blocker = gpuq.submit(argv=["sleep", "3"], gpu_count=2)
+    # The blocker outlasts the test, so both rows stay waiting; a live update may still re-render a row
+    # between finding it and reading its style (a detached row reads ''), so both are read in one go,
+    # once both rows are there.
+    blocker = gpuq.submit(argv=["sleep", "300"], gpu_count=2)
     urgent = gpuq.submit(argv=["true"], priority=30, gpu_count=2)
     low = gpuq.submit(argv=["true"], priority=0, gpu_count=2)
-    page.goto("/")
-    colours = {
-        name: page.eval_on_selector(
-            f"tr[data-job='{job['id']}'] .prio", "e => getComputedStyle(e).backgroundColor"
-        )
-        for name, job in (("urgent", urgent), ("low", low))
-    }
-    assert colours == {"urgent": "rgb(198, 40, 40)", "low": "rgb(117, 117, 117)"}
-    del blocker
+    try:
+        page.goto("/")
+        colours = page.wait_for_function(
+            """(ids) => {
+                const colour = (id) => {
+                    const badge = document.querySelector(`tr[data-job='${id}'] .prio`);
+                    return badge && getComputedStyle(badge).backgroundColor;
+                };
+                const [urgent, low] = ids.map(colour);
+                return urgent && low ? {urgent, low} : null;
+            }""",
+            arg=[urgent["id"], low["id"]],
+        ).json_value()
+        assert colours == {"urgent": "rgb(198, 40, 40)", "low": "rgb(117, 117, 117)"}
+    finally:
+        for job in (low, urgent, blocker):
+            gpuq.api.post(f"/api/v1/jobs/{job['id']}/cancel", json={})
 
 
 def test_a_page_whose_user_logs_out_in_another_tab_goes_to_the_login_page(page, gpuq):
