@@ -147,11 +147,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests that start real processes need a database file those processes can open.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-gpuq.sqlite3")}
-else:
-    # Persistent connections: a new PostgreSQL connection per request or per loop costs more than the
-    # work. Health checks (below) replace a connection the server dropped.
-    DATABASES["default"]["CONN_MAX_AGE"] = env_float("GPUQ_DB_CONN_MAX_AGE", 300.0, minimum=0)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Persistent connections: a new PostgreSQL connection per request or per loop costs more than the work;
+# a new SQLite one starts with an empty page cache (every read of the queue then parses the whole table
+# from the file again) and registers Django's functions again. Health checks replace a dropped one.
+DATABASES["default"]["CONN_MAX_AGE"] = env_float("GPUQ_DB_CONN_MAX_AGE", 300.0, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # A database that is away must answer with an error, never with silence: bounded connects, TCP
     # keepalives and a bound on unacknowledged sends (a black-holed link), and a statement timeout.
     _connect = env_float("GPUQ_DB_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=1)
