@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, IntegerField, Max, Q, QuerySet, Value, When
 
 from queueproject.strict import whole_number
 from scheduling import batching, planstore
@@ -164,32 +164,68 @@ def _in_plan_order(jobs: QuerySet[Job], the_plan: Plan) -> list[int]:
     return sorted(jobs.values_list("id", flat=True), key=lambda i: (the_plan.positions.get(i, last), i))
 
 
-# The whole queue's waiting ids in plan order, with what they were computed from. Every open queue page
-# refetches its rows after each event, so this process sorts every waiting id once per change instead of
-# once per page.
-_unfiltered: tuple[tuple, tuple[int, ...]] = ((), ())
+# What every open queue page reads again after each event, whatever its page: the whole queue's waiting
+# ids in plan order, the held jobs' count, the header's counts. Each is kept in this process until the
+# queue changes, under a version read before the value is computed: the commit position of the newest
+# event (every status change, submission, reorder and policy change writes one, numbered as it commits),
+# the newest job's id and the stored plan's time (a tick's dispatches are followed by a new plan). A change committed while a
+# value is computed has a later position, so the next read computes again: never a stale answer after
+# its event. A few entries per process (filters other than the default are not kept).
+_MEMO_SIZE = 16
+_memo: dict = {}
 
 
 def forget_cached() -> None:
-    """Drop this process's cached plan and queue order (tests: each starts from a new database)."""
-    global _unfiltered
-    _unfiltered = ((), ())
+    """Drop this process's cached plan and queue reads (tests: each starts from a new database)."""
+    _memo.clear()
     planstore.forget()
 
 
+def queue_version(the_plan: Plan) -> tuple:
+    """What the memoized queue reads are valid for: the plan's time, the newest event's position and the
+    newest job's id (a job created without an event, by a fixture or an import, is seen too); two
+    index-only reads."""
+    from scheduling.relay import latest_seq
+
+    return (the_plan.computed_at, latest_seq(), Job.objects.aggregate(last=Max("id"))["last"])
+
+
+def memoized(name, version: tuple, compute):
+    """`compute()`, or what it gave last for `name` under the same `version`."""
+    hit = _memo.get(name)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    value = compute()
+    _memo.pop(name, None)
+    _memo[name] = (version, value)
+    while len(_memo) > _MEMO_SIZE:
+        _memo.pop(next(iter(_memo)))
+    return value
+
+
 def _unfiltered_queue(jobs: QuerySet[Job], the_plan: Plan) -> tuple[int, ...]:
-    """The key is the plan (a tick stores a new one after every change it is asked for) and the waiting
-    set's shape: its size and the sums of its ids and of their squares, one aggregate that any job coming
-    or going changes. It is read before the list, so a change in between makes the next read compute
-    again: never a stale list."""
-    global _unfiltered
-    shape = jobs.aggregate(n=Count("id"), ids=Sum("id"), squares=Sum(F("id") * F("id")))
-    key = (the_plan.computed_at, shape["n"], shape["ids"], shape["squares"])
-    cached_key, ids = _unfiltered
-    if cached_key != key:
-        ids = tuple(_in_plan_order(jobs, the_plan))
-        _unfiltered = (key, ids)
-    return ids
+    return memoized("queue", queue_version(the_plan), lambda: tuple(_in_plan_order(jobs, the_plan)))
+
+
+class _Counted:
+    """A queryset with a count already known: what a Paginator pages without counting again."""
+
+    def __init__(self, jobs: QuerySet[Job], count: int):
+        self.jobs, self._count = jobs, count
+
+    def count(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        return self.jobs[index]
+
+
+def held_counted(filters: Filters, the_plan: Plan):
+    """held_jobs(filters), its count memoized for the unfiltered queue (every open page's default)."""
+    jobs = held_jobs(filters)
+    if filters.active:
+        return jobs
+    return _Counted(jobs, memoized(("held", filters.sort), queue_version(the_plan), jobs.count))
 
 
 def pending_entries(ids: list[int], the_plan: Plan) -> list:

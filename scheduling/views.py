@@ -96,7 +96,11 @@ def queue_page(request):
     pending_ids = listing.pending_ids(filters, the_plan) if listing.shows(filters, [Status.PENDING]) else []
     pending = listing.paginate(pending_ids, request.GET.get("page"), size)
     pending.object_list = listing.pending_entries(list(pending.object_list), the_plan)
-    held_jobs = listing.held_jobs(filters) if listing.shows(filters, (*listing.HELD, Status.PENDING)) else []
+    held_jobs = (
+        listing.held_counted(filters, the_plan)
+        if listing.shows(filters, (*listing.HELD, Status.PENDING))
+        else []
+    )
     held = listing.paginate(held_jobs, request.GET.get("held"), size)
     held.object_list = listing.held_entries(held.object_list)
     jobs = [e.job for e in (*running, *pending.object_list, *held.object_list)]
@@ -109,7 +113,9 @@ def queue_page(request):
         "held_page": held,
         "page_query": _query(request, "page"),
         "held_query": _query(request, "held"),
-        "stats": selectors.queue_stats(by_user=False),
+        "stats": listing.memoized(
+            "stats", listing.queue_version(the_plan), lambda: selectors.queue_stats(by_user=False)
+        ),
         # Everyone sees the queue; a job's own page is linked only for those who may read it.
         "visible": set(
             selectors.visible_jobs(request.user)

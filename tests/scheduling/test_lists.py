@@ -238,10 +238,16 @@ def test_reads_show_the_stored_plan_and_never_plan(alice, monkeypatch, django_as
     assert positions() == [(second.pk, 1), (first.pk, 2)]
 
 
-def test_reads_of_an_unchanged_queue_sort_it_once_and_see_every_change(alice, monkeypatch):
+def test_reads_of_an_unchanged_queue_sort_it_once_and_see_every_change(
+    transactional_db, alice, monkeypatch, settings
+):
     """Every open queue page refetches after each event: the whole queue's order is computed once per
-    change in a process, not once per read, and any job coming or going (even one in, one out) is seen."""
+    change in a process, not once per read, and any job coming or going (even one in, one out, through the
+    status door, which writes their events) is seen."""
     from scheduling import listing
+    from scheduling.transitions import transition
+
+    settings.GPUQ_EVENT_TICKS = False  # no tick between the reads but those the test runs
 
     jobs = [make_job(alice, name=f"w{i}") for i in range(4)]
     paused = make_job(alice, name="paused", status=Status.PAUSED)
@@ -257,8 +263,8 @@ def test_reads_of_an_unchanged_queue_sort_it_once_and_see_every_change(alice, mo
     assert waiting() == [j.pk for j in jobs]
     assert waiting() == [j.pk for j in jobs] and len(sorts) == 1  # the second read reused the order
     # One leaves and one comes, with no tick in between: as many waiting as before.
-    Job.objects.filter(pk=jobs[1].pk).update(status=Status.PAUSED)
-    Job.objects.filter(pk=paused.pk).update(status=Status.PENDING)
+    transition(jobs[1], Status.PAUSED, reason="test")
+    transition(paused, Status.PENDING, reason="test")
     assert waiting() == [jobs[0].pk, jobs[2].pk, jobs[3].pk, paused.pk] and len(sorts) == 2
     tick()
     assert waiting() == [jobs[0].pk, jobs[2].pk, jobs[3].pk, paused.pk] and len(sorts) == 3  # a new plan
@@ -298,3 +304,36 @@ def test_rows_link_their_job_and_its_actions_under_the_script_prefix(alice):
     finally:
         set_script_prefix("/")
     assert job_url(12) == "/jobs/12/"
+
+
+def test_the_queue_pages_counts_are_read_once_per_change_and_every_change_is_seen(
+    transactional_db, alice, settings
+):
+    """Every open page refetches the queue after each event, and its counts (the held jobs', the header's)
+    scan the whole queue: a process counts once per change, and the next change's event counts again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduling.transitions import transition
+
+    # Committed changes (transactional_db): an event's position is given as its transaction commits.
+    settings.GPUQ_EVENT_TICKS = False  # no tick between the reads but those the test runs
+    jobs = [make_job(alice, name=f"w{i}") for i in range(3)]
+    tick()
+    client = Client()
+    client.force_login(alice)
+
+    def read():
+        response = client.get("/?fragment=1")
+        assert response.status_code == 200
+        return response.context["held_page"].paginator.count, response.context["stats"]["queue_depth"]
+
+    assert read() == (0, 3)
+    with CaptureQueriesContext(connection) as queries:
+        assert read() == (0, 3)
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert counts == []  # nothing counted again: the queue did not change
+    transition(jobs[0], Status.PAUSED, reason="test")  # its event is the change
+    assert read() == (1, 2)
+    make_job(alice, name="made without an event")  # a fixture's or an import's row: a new id
+    assert read() == (1, 3)
