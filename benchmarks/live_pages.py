@@ -5,8 +5,12 @@ database given with --database-url, which it migrates and fills: give it an empt
 jobs (`benchmarks/pages.py`'s queue: 50 users, a reader with 200 of the jobs). Each "live page" does over
 the network what `static/gpuq/live.js` does in a browser: it holds a websocket on /ws/events and, after
 each job, queue, node or progress event, fetches the queue page's fragment (one page of rows), at most one
-fetch at a time, with one more if events came meanwhile. Once a second this process moves a job of
-another user (waiting <-> paused), as a node or a user would, so every open page refetches.
+fetch at a time, with one more if events came meanwhile. The pages belong to --pages different users
+(each sees its own rows and buttons). Once a second a separate process moves a job of another user
+(waiting <-> paused), as a node or a user would, so every open page refetches; that process asks for the
+tick and its own ticker thread plans the queue, as a node or another web process would. (Until this
+version the moves, and so the ticks of 10,000 jobs, ran in this process, whose threads are the pages:
+the clients waited for the GIL behind the planner, and the figures blamed the server.)
 
 Measured: the time to load the whole queue page (`GET /`) from one more client, p50 and p95, alone (the
 baseline, same run) and with the 20 live pages and the events; and, per live page, the delay from an
@@ -19,6 +23,7 @@ event's commit to the end of that page's fetch of the new rows.
 
 import argparse
 import json
+import multiprocessing
 import os
 import threading
 import time
@@ -67,6 +72,28 @@ def live_page(base: str, cookies: dict, stop: threading.Event, delays: list, com
                     break
 
 
+def move_jobs(ids: list[int], stamps) -> None:
+    """The event source (a child process): pause one job a second; each commit's time goes to `stamps`
+    (time.perf_counter is the machine's monotonic clock, the same in every process)."""
+    from django.db import connections, transaction
+
+    from scheduling.models import Job
+    from scheduling.states import Status
+    from scheduling.ticker import settle
+    from scheduling.transitions import transition
+
+    connections.close_all()  # never the parent's connection
+    for job_id in ids:
+        stamp = []
+        with transaction.atomic():
+            transaction.on_commit(lambda s=stamp: s.append(time.perf_counter()))
+            transition(Job.objects.get(pk=job_id), Status.PAUSED, reason="benchmark")
+        stamps.put((job_id, stamp[0]))
+        time.sleep(1)
+    settle()  # the last tick asked for ends before this process does
+    stamps.put(None)
+
+
 def reads(base: str, cookies: dict, count: int, every: float) -> list[float]:
     """`count` loads of the whole queue page, one each `every` seconds; the time of each."""
     import httpx
@@ -92,21 +119,25 @@ def main() -> None:
     args = parser.parse_args()
     setup_django("gpuq-bench-live-pages-", args.database_url)
     from django.core.management import call_command
-    from django.db import transaction
+    from django.contrib.auth import get_user_model
+    from django.db import connections
 
     from scheduling.models import Job
-    from scheduling.states import Status
     from scheduling.ticker import run as run_ticker
-    from scheduling.transitions import transition
+
+    User = get_user_model()
 
     call_command("migrate", verbosity=0)
     reader = populate(args.jobs)
     run_ticker(force=True, wait=True)  # the stored plan the pages show
     movers = list(Job.objects.exclude(owner=reader).order_by("-id")[: args.seconds + 5])
+    viewers = [reader, *User.objects.exclude(pk=reader.pk).order_by("id")[: args.pages - 1]]
     port = 18700 + os.getpid() % 100
     server, base = start_web(port, GPUQ_WEB_WORKERS=str(args.workers))
+    source = None
     try:
-        cookies = dict(logged_in(base, reader.username, "x").cookies.items())
+        sessions = [dict(logged_in(base, user.username, "x").cookies.items()) for user in viewers]
+        cookies = sessions[0]
         samples = max(10, args.seconds)
         alone = reads(base, cookies, samples, 0.5)
 
@@ -115,34 +146,41 @@ def main() -> None:
         committed: dict[int, float] = {}
         pages = [
             threading.Thread(
-                target=live_page, args=(base, cookies, stop, delays, committed, lock), daemon=True
+                target=live_page,
+                args=(base, sessions[i % len(sessions)], stop, delays, committed, lock),
+                daemon=True,
             )
-            for _ in range(args.pages)
+            for i in range(args.pages)
         ]
         for page in pages:
             page.start()
         time.sleep(2)  # every page connected and said hello
 
-        def events():
-            for job in movers[: args.seconds]:
-                if stop.is_set():
-                    return
-                stamp = []
-                with transaction.atomic():
-                    transaction.on_commit(lambda s=stamp: s.append(time.perf_counter()))
-                    transition(job, Status.PAUSED, reason="benchmark")
-                with lock:
-                    committed[job.pk] = stamp[0]
-                time.sleep(1)
-
-        source = threading.Thread(target=events, daemon=True)
+        # The event source: its own process (forked before it touches the database), so that its ticks
+        # take a core of the machine but not this process's GIL.
+        connections.close_all()
+        stamps = multiprocessing.get_context("fork").SimpleQueue()
+        source = multiprocessing.get_context("fork").Process(
+            target=move_jobs, args=([job.pk for job in movers[: args.seconds]], stamps), daemon=True
+        )
         source.start()
+
+        def collect():
+            while (item := stamps.get()) is not None:
+                with lock:
+                    committed[item[0]] = item[1]
+
+        collector = threading.Thread(target=collect, daemon=True)
+        collector.start()
         loaded = reads(base, cookies, samples * 2, 0.5)
         source.join()
+        collector.join(timeout=30)
         stop.set()
         for page in pages:
             page.join(timeout=30)
     finally:
+        if source is not None and source.is_alive():
+            source.terminate()
         server.terminate()
         server.wait(timeout=30)
 
