@@ -334,6 +334,10 @@ GPUQ_ESTIMATE_DEPTH = env_int("GPUQ_ESTIMATE_DEPTH", 100, minimum=1)
 GPUQ_PAGE_SIZE = env_int("GPUQ_PAGE_SIZE", 50, minimum=1)
 # A tick simulates estimated start times (many plans) at most this often; other ticks keep the last ones.
 GPUQ_ESTIMATE_SECONDS = env_float("GPUQ_ESTIMATE_SECONDS", 5.0, minimum=0)
+# A tick asked for while a tick ran waits this many times as long as that tick took (at most
+# GPUQ_TICK_SECONDS) before it runs: a long queue's ticks then take at most about half of their process.
+# 0: at once.
+GPUQ_TICK_SPACING = env_float("GPUQ_TICK_SPACING", 1.0, minimum=0)
 GPUQ_MAX_PAGE_SIZE = max(env_int("GPUQ_MAX_PAGE_SIZE", 500, minimum=1), GPUQ_PAGE_SIZE)
 # The longest range the analytics page and API cover at once (hourly figures: 24 per day).
 GPUQ_ANALYTICS_MAX_DAYS = env_int("GPUQ_ANALYTICS_MAX_DAYS", 31, minimum=1)

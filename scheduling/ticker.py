@@ -7,6 +7,9 @@ in a short autocommit update after the change commits (no row lock held through 
 process's ticker thread is woken. The thread (started on
 first use, one per process, again after a fork) calls `run`, which ticks while the ask counter moves.
 
+A tick that follows a tick (asks came while the first ran) waits first as long as the first took
+(GPUQ_TICK_SPACING), so that ticks of a long queue never take all of their process's time.
+
 One ticker at a time: on PostgreSQL a session advisory lock taken with *try*; on SQLite a file lock
 beside the database (one machine) and a lock within the process. A ticker that finds the lock taken
 gives up, and loses nothing: it asked (committed) before it tried, so the holder, which reads the ask
@@ -185,12 +188,23 @@ def run(*, force: bool = False, wait: bool = False):
                 return plan
             started, timings = time.monotonic(), {}
             plan = tick(timings=timings)
-            _record(asked, {"tick": time.monotonic() - started, **timings})
+            spent = time.monotonic() - started
+            _record(asked, {"tick": spent, **timings})
         # Read after letting go of the lock: a ticker that found it taken asked before it tried, so its
         # ask is seen here (or by whoever holds the lock next).
         if _counts()[0] <= asked:
             return plan
         force = False
+        # Asked again while it ticked (a flood of submissions): the next tick waits as long as this one
+        # took (GPUQ_TICK_SPACING times), so that a long queue's ticks take at most about half of their
+        # process's time instead of all of it, and the requests beside them keep theirs. A lone ask is
+        # never delayed: only a tick that follows a tick waits.
+        _pause(min(spent * settings.GPUQ_TICK_SPACING, settings.GPUQ_TICK_SECONDS))
+
+
+def _pause(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def run_periodic():

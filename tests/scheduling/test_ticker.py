@@ -180,6 +180,36 @@ def test_a_tick_that_covered_every_ask_is_not_run_again(alice, node, monkeypatch
     assert len(plans.threads) == 1
 
 
+def test_a_tick_asked_for_during_a_tick_waits_as_long_as_that_tick_took(alice, node, monkeypatch, settings):
+    """A flood of asks at a long queue: the ticks would follow each other at once and take all of their
+    process's time. The tick after a tick waits as long as the first took (GPUQ_TICK_SPACING); a lone
+    ask waits for nothing."""
+    settings.GPUQ_TICK_SPACING = 1.0
+    pauses: list[float] = []
+    monkeypatch.setattr(ticker, "_pause", pauses.append)
+    plans = Planner(monkeypatch, hold=True)
+    with transaction.atomic():
+        ticker.request_tick()
+    assert plans.entered.wait(60)
+    with transaction.atomic():
+        ticker.request_tick()  # while the first tick plans
+    plans.release.set()
+    wait_for(lambda: TickState.objects.get(pk=1).done == 2, message="the second tick")
+    assert ticker.settle(60)
+    assert len(plans.asked) == 2
+    spent = TickState.objects.get(pk=1).durations["tick"]
+    first = spent["sum"] - spent["last"]
+    assert pauses == [pytest.approx(min(first, settings.GPUQ_TICK_SECONDS))]
+    assert pauses[0] > 0
+
+    pauses.clear()
+    with transaction.atomic():
+        ticker.request_tick()  # alone
+    wait_for(lambda: TickState.objects.get(pk=1).done == 3, message="the lone tick")
+    assert ticker.settle(60)
+    assert pauses == []
+
+
 def _asked() -> int:
     return TickState.objects.filter(pk=1).values_list("asked", flat=True).first() or 0
 
