@@ -118,8 +118,8 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     setup_django("gpuq-bench-live-pages-", args.database_url)
-    from django.core.management import call_command
     from django.contrib.auth import get_user_model
+    from django.core.management import call_command
     from django.db import connections
 
     from scheduling.models import Job

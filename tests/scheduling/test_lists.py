@@ -9,7 +9,7 @@ from django.test import Client
 
 from accounts.models import Team
 from scheduling.api.shapes import QueuePositionOut
-from scheduling.models import Job, JobTemplate
+from scheduling.models import JobTemplate
 from scheduling.states import Status
 from scheduling.tick import tick
 from tests.conftest import api_for
