@@ -338,6 +338,8 @@ GPUQ_ESTIMATE_SECONDS = env_float("GPUQ_ESTIMATE_SECONDS", 5.0, minimum=0)
 # GPUQ_TICK_SECONDS) before it runs: a long queue's ticks then take at most about half of their process.
 # 0: at once.
 GPUQ_TICK_SPACING = env_float("GPUQ_TICK_SPACING", 1.0, minimum=0)
+# … when that tick took at least this long (a short tick is followed at once: waiting would only delay).
+GPUQ_TICK_SPACING_ABOVE_SECONDS = env_float("GPUQ_TICK_SPACING_ABOVE_SECONDS", 0.1, minimum=0)
 GPUQ_MAX_PAGE_SIZE = max(env_int("GPUQ_MAX_PAGE_SIZE", 500, minimum=1), GPUQ_PAGE_SIZE)
 # The longest range the analytics page and API cover at once (hourly figures: 24 per day).
 GPUQ_ANALYTICS_MAX_DAYS = env_int("GPUQ_ANALYTICS_MAX_DAYS", 31, minimum=1)

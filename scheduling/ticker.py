@@ -7,7 +7,7 @@ in a short autocommit update after the change commits (no row lock held through 
 process's ticker thread is woken. The thread (started on
 first use, one per process, again after a fork) calls `run`, which ticks while the ask counter moves.
 
-A tick that follows a tick (asks came while the first ran) waits first as long as the first took
+A tick that follows a long tick (asks came while the first ran) waits first as long as the first took
 (GPUQ_TICK_SPACING), so that ticks of a long queue never take all of their process's time.
 
 One ticker at a time: on PostgreSQL a session advisory lock taken with *try*; on SQLite a file lock
@@ -198,8 +198,9 @@ def run(*, force: bool = False, wait: bool = False):
         # Asked again while it ticked (a flood of submissions): the next tick waits as long as this one
         # took (GPUQ_TICK_SPACING times), so that a long queue's ticks take at most about half of their
         # process's time instead of all of it, and the requests beside them keep theirs. A lone ask is
-        # never delayed: only a tick that follows a tick waits.
-        _pause(min(spent * settings.GPUQ_TICK_SPACING, settings.GPUQ_TICK_SECONDS))
+        # never delayed, nor the tick after a short one (a small queue's: waiting would only add latency).
+        if spent >= settings.GPUQ_TICK_SPACING_ABOVE_SECONDS:
+            _pause(min(spent * settings.GPUQ_TICK_SPACING, settings.GPUQ_TICK_SECONDS))
 
 
 def _pause(seconds: float) -> None:

@@ -185,6 +185,7 @@ def test_a_tick_asked_for_during_a_tick_waits_as_long_as_that_tick_took(alice, n
     process's time. The tick after a tick waits as long as the first took (GPUQ_TICK_SPACING); a lone
     ask waits for nothing."""
     settings.GPUQ_TICK_SPACING = 1.0
+    settings.GPUQ_TICK_SPACING_ABOVE_SECONDS = 0.0  # this test's first tick is as long as it holds it
     pauses: list[float] = []
     monkeypatch.setattr(ticker, "_pause", pauses.append)
     plans = Planner(monkeypatch, hold=True)
@@ -206,6 +207,20 @@ def test_a_tick_asked_for_during_a_tick_waits_as_long_as_that_tick_took(alice, n
     with transaction.atomic():
         ticker.request_tick()  # alone
     wait_for(lambda: TickState.objects.get(pk=1).done == 3, message="the lone tick")
+    assert ticker.settle(60)
+    assert pauses == []
+
+    # A tick shorter than GPUQ_TICK_SPACING_ABOVE_SECONDS (a small queue's) is followed at once.
+    settings.GPUQ_TICK_SPACING_ABOVE_SECONDS = 3600.0
+    plans.release.clear()
+    plans.entered.clear()
+    with transaction.atomic():
+        ticker.request_tick()
+    assert plans.entered.wait(60)
+    with transaction.atomic():
+        ticker.request_tick()
+    plans.release.set()
+    wait_for(lambda: TickState.objects.get(pk=1).done == 5, message="the tick after the short one")
     assert ticker.settle(60)
     assert pauses == []
 
