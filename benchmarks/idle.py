@@ -10,7 +10,7 @@ in a second window with the baselines stopped (pg_stat_database.sessions): a pro
 connections opens none. 1% of a core is
 0.6 CPU-seconds per minute.
 
-    .venv/bin/python benchmarks/idle.py [--seconds 60] [--warmup 15] [--database-url URL]
+    .venv/bin/python benchmarks/idle.py [--seconds 60] [--warmup 15] [--waiting 10000] [--database-url URL]
 """
 
 import argparse
@@ -56,11 +56,37 @@ def sessions(connection) -> int | None:
         return cursor.fetchone()[0]
 
 
+def wait_in_paused_queue(owner, count: int) -> None:
+    """`count` jobs waiting in a queue an operator paused: nothing starts, yet every whole tick plans them
+    all (what a node's periodic tick costs while a long queue waits and nothing happens)."""
+    from django.utils import timezone
+
+    from scheduling.models import Job, PolicyType, SchedulingPolicy
+    from scheduling.states import Status
+
+    SchedulingPolicy.objects.create(type=PolicyType.QUEUE_PAUSE, config={"reason": "idle benchmark"})
+    now = timezone.now()
+    Job.objects.bulk_create(
+        [
+            Job(owner=owner, status=Status.PENDING, gpu_count=1, argv=["true"], submitted_at=now,
+                queue_order=now.timestamp(), name=f"waiting-{i}")
+            for i in range(count)
+        ],
+        batch_size=1000,
+    )  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--waiting",
+        type=int,
+        default=0,
+        help="jobs waiting meanwhile (the queue paused by an operator, so none starts)",
+    )
     args = parser.parse_args()
 
     data = setup_django("gpuq-idle-", args.database_url)
@@ -72,7 +98,9 @@ def main():
 
     call_command("migrate", verbosity=0)
     name = f"idle-{os.getpid()}"
-    get_user_model().objects.create_superuser(name, password="idle-bench-only", email="")
+    owner = get_user_model().objects.create_superuser(name, password="idle-bench-only", email="")
+    if args.waiting:
+        wait_in_paused_queue(owner, args.waiting)
     env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY, "GPUQ_DATA_DIR": data}
     if connection.vendor == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
@@ -134,7 +162,10 @@ def main():
                 os.killpg(process.pid, signal.SIGKILL)
 
     per_minute = {label: (after[label] - before[label]) * 60 / args.seconds for label in processes}
-    print(f"idle cost ({connection.vendor}), {args.seconds:.0f} s after a {args.warmup:.0f} s warm-up:")
+    print(
+        f"idle cost ({connection.vendor}, {args.waiting:,} jobs waiting), {args.seconds:.0f} s after a "
+        f"{args.warmup:.0f} s warm-up:"
+    )
     for label, cost in per_minute.items():
         print(f"  {label:36} {cost:6.2f} CPU-s/min ({cost / 60 * 100:5.2f}% of a core)")
     if opened is not None:

@@ -323,6 +323,10 @@ try:  # refuse at start a configuration that lets a job's re-run overlap its old
 except leases.OverlapError as error:
     raise ImproperlyConfigured(str(error)) from None
 GPUQ_TICK_SECONDS = env_float("GPUQ_TICK_SECONDS", 5.0, minimum=0.1)
+# While jobs wait and nothing asks for a tick, a node plans the whole queue at most this often (what time
+# alone changes: ageing, windows, quota days, expiry); changes, due start times and dispatches tick at
+# once. 0: every GPUQ_TICK_SECONDS.
+GPUQ_PLAN_SECONDS = env_float("GPUQ_PLAN_SECONDS", 30.0, minimum=0)
 # How often a node reads its GPUs again (readings, foreign processes, GPUs gone or failing).
 GPUQ_INVENTORY_REFRESH_SECONDS = env_float("GPUQ_INVENTORY_REFRESH_SECONDS", 30.0, minimum=1)
 GPUQ_CANCEL_POLL_SECONDS = env_float("GPUQ_CANCEL_POLL_SECONDS", 0.25, minimum=0.01)

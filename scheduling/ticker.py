@@ -208,14 +208,38 @@ def _pause(seconds: float) -> None:
         time.sleep(seconds)
 
 
+# The monotonic time of this process's last periodic whole tick (None: none yet).
+_periodic: dict = {"planned": None}
+
+
+def forget_periodic() -> None:
+    """Tests: the next periodic tick is this process's first."""
+    _periodic["planned"] = None
+
+
 def run_periodic():
-    """The node's safety tick, every GPUQ_TICK_SECONDS: a whole tick while any job waits or is being
-    handed to an executor (time passes: start times, windows, ageing, a dispatch that never ran), else only
-    what was asked. An idle gpuq (nothing waiting) then costs one query a period, not a tick."""
+    """The node's safety tick, every GPUQ_TICK_SECONDS: what was asked, at once; a whole tick when a
+    scheduled job's start time has come or a job is being handed to an executor (a dispatch that never
+    ran); and, while any job waits, a whole tick at most every GPUQ_PLAN_SECONDS, for what time alone
+    changes (ageing, off-peak windows, quota days, expiry), as Slurm's main and backfill schedulers run
+    every 60 and 30 s. Every change asks for its own tick, so a queue of 10,000 waiting jobs with nothing
+    happening is planned twice a minute instead of twelve times; an idle gpuq (nothing waiting) costs
+    a few queries a period, not a tick."""
     from scheduling.models import Job
     from scheduling.states import WAITING, Status
 
-    return run(force=Job.objects.filter(status__in=WAITING | {Status.DISPATCHED}).exists())
+    jobs = Job.objects
+    now = time.monotonic()
+    last = _periodic["planned"]
+    due = last is None or now - last >= settings.GPUQ_PLAN_SECONDS
+    force = (
+        jobs.filter(status=Status.DISPATCHED).exists()
+        or jobs.filter(status=Status.SCHEDULED, start_after__lte=timezone.now()).exists()
+        or (due and jobs.filter(status__in=WAITING).exists())
+    )
+    if force:
+        _periodic["planned"] = now
+    return run(force=force)
 
 
 def _record(asked: int, spent: dict[str, float]) -> None:

@@ -104,6 +104,7 @@ def _isolated_data(settings, tmp_path):
     # stay the production defaults (tests/accounts/test_throttling.py relies on that).
     cache.clear()
     listing.forget_cached()  # the stored plan and queue order a read last saw: another database's
+    ticker.forget_periodic()
     yield
     # A tick asked for by this test must not run into the next test's database.
     assert ticker.settle(timeout=60), "the ticker thread is still ticking"

@@ -288,7 +288,9 @@ def test_a_tick_writes_nothing_before_it_plans_and_starts_a_job_in_a_bounded_num
     assert event + 1 <= 22, "\n".join(q[:120] for q in sql[: event + 1])
 
 
-def test_the_periodic_tick_plans_only_while_some_job_waits_or_a_tick_was_asked_for(alice, node, monkeypatch):
+def test_the_periodic_tick_plans_only_while_some_job_waits_or_a_tick_was_asked_for(
+    alice, node, monkeypatch, settings
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -304,10 +306,32 @@ def test_the_periodic_tick_plans_only_while_some_job_waits_or_a_tick_was_asked_f
     assert ticker.settle(60)
     ticker.run_periodic()
     assert len(plans.threads) == 1  # the ask got its tick (the ticker thread's or this one's)
+    settings.GPUQ_PLAN_SECONDS = 3600
     make_job(alice, status=Status.SCHEDULED, start_after=timezone.now() + timedelta(hours=1))
     ticker.run_periodic()  # a job waits for its start time: time passing matters, so it ticks
+    assert plans.threads[1:] == ["MainThread"]
+    ticker.run_periodic()  # … but a whole plan at most every GPUQ_PLAN_SECONDS while nothing asks
+    assert plans.threads[1:] == ["MainThread"]
+    settings.GPUQ_PLAN_SECONDS = 0  # every period
     ticker.run_periodic()
-    assert plans.threads[1:] == ["MainThread", "MainThread"]
+    ticker.run_periodic()
+    assert plans.threads[1:] == ["MainThread"] * 3
+    settings.GPUQ_PLAN_SECONDS = 3600
+    ticker.run_periodic()
+    assert len(plans.threads) == 4
+    make_job(alice, status=Status.SCHEDULED, start_after=timezone.now() - timedelta(seconds=1))
+    ticker.run_periodic()  # a start time has come: at once
+    assert len(plans.threads) > 4
+    assert Job.objects.filter(status=Status.SCHEDULED, start_after__lte=timezone.now()).count() == 0
+
+
+def test_a_dispatch_that_never_ran_is_ticked_every_period(alice, node, monkeypatch, settings):
+    settings.GPUQ_PLAN_SECONDS = 3600
+    make_job(alice, status=Status.DISPATCHED, node=node, gpu_indices=[0])
+    plans = Planner(monkeypatch)
+    ticker.run_periodic()
+    ticker.run_periodic()
+    assert plans.threads == ["MainThread"] * 2
 
 
 def _lock_free_elsewhere() -> bool:
