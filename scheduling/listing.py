@@ -1,6 +1,7 @@
 """Lists that scale: the filters, search, sort and paging of the queue and of "my jobs", applied in the
 database, so a page reads one page of rows whatever the size of the queue."""
 
+import threading
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -168,11 +169,13 @@ def _in_plan_order(jobs: QuerySet[Job], the_plan: Plan) -> list[int]:
 # ids in plan order, the held jobs' count, the header's counts. Each is kept in this process until the
 # queue changes, under a version read before the value is computed: the commit position of the newest
 # event (every status change, submission, reorder and policy change writes one, numbered as it commits),
-# the newest job's id and the stored plan's time (a tick's dispatches are followed by a new plan). A change committed while a
-# value is computed has a later position, so the next read computes again: never a stale answer after
-# its event. A few entries per process (filters other than the default are not kept).
+# the newest job's id and the stored plan's time (a tick's dispatches are followed by a new plan). A
+# change committed while a value is computed has a later position, so the next read computes again:
+# never a stale answer after its event. A few entries per process (filters other than the default are
+# not kept); requests of several threads share them.
 _MEMO_SIZE = 16
 _memo: dict = {}
+_memo_lock = threading.Lock()
 
 
 def forget_cached() -> None:
@@ -196,10 +199,11 @@ def memoized(name, version: tuple, compute):
     if hit is not None and hit[0] == version:
         return hit[1]
     value = compute()
-    _memo.pop(name, None)
-    _memo[name] = (version, value)
-    while len(_memo) > _MEMO_SIZE:
-        _memo.pop(next(iter(_memo)))
+    with _memo_lock:
+        _memo.pop(name, None)
+        _memo[name] = (version, value)
+        while len(_memo) > _MEMO_SIZE:
+            _memo.pop(next(iter(_memo)))
     return value
 
 
