@@ -229,7 +229,7 @@ def held_counted(filters: Filters, the_plan: Plan):
     jobs = held_jobs(filters)
     if filters.active:
         return jobs
-    return _Counted(jobs, memoized(("held", filters.sort), queue_version(the_plan), jobs.count))
+    return _Counted(jobs, memoized("held", queue_version(the_plan), jobs.count))  # whatever the sort
 
 
 def pending_entries(ids: list[int], the_plan: Plan) -> list:
