@@ -147,9 +147,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests that start real processes need a database file those processes can open.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-gpuq.sqlite3")}
-# Persistent connections: a new PostgreSQL connection per request or per loop costs more than the work;
-# a new SQLite one starts with an empty page cache (every read of the queue then parses the whole table
-# from the file again) and registers Django's functions again. Health checks replace a dropped one.
+# Persistent connections: a new PostgreSQL connection per loop costs more than the work; a new SQLite one
+# starts with an empty page cache and registers Django's functions again. This serves the long-lived
+# loops and threads (node, executors, relay, ticker); a web request runs in a thread of its own (Django's
+# ASGI handler), so on PostgreSQL gpuq_web pools its connections instead. Health checks replace a dropped
+# connection.
 DATABASES["default"]["CONN_MAX_AGE"] = env_float("GPUQ_DB_CONN_MAX_AGE", 300.0, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
