@@ -8,8 +8,11 @@ its connection and looks only when something may have arrived:
 
 - PostgreSQL: `enqueue` sends `NOTIFY gpuq_tasks` in the enqueuing transaction; the pusher LISTENs on its
   own connection and wakes when one arrives.
-- SQLite (one machine): every `poll` seconds the pusher asks `PRAGMA data_version`, a counter that moves
-  when another connection commits, and reads the queue only when it moved.
+- SQLite (one machine): `enqueue` rings the queue's doorbell (scheduling/doorbell.py: a datagram to a
+  Unix socket the pusher bound) as its transaction commits; the pusher sleeps until a ring comes. Only
+  where it cannot bind its bell (another process holds the name) does it ask `PRAGMA data_version` (a
+  counter that moves when another connection commits) every `poll` seconds, and read the queue when it
+  moved.
 
 Either way it also looks every GPUQ_Q_IDLE_POLL_SECONDS, which bounds how long a cluster takes to stop.
 A database error closes the connection and the pusher tries again a second later.
@@ -19,15 +22,16 @@ import os
 import time
 
 from django.conf import settings
-from django.db import DatabaseError, connections
-from django.db.models.functions import Now
+from django.db import DatabaseError, connections, transaction
 from django_q.conf import Conf, logger
 from django_q.models import OrmQ
 
+from scheduling import doorbell
 from scheduling.pgnotify import listen_params
-from scheduling.taskqueue import DatabaseClockBroker
+from scheduling.taskqueue import DatabaseClockBroker, _db_now
 
 CHANNEL = "gpuq_tasks"
+RING_SPACING_SECONDS = 0.01  # SQLite: a pusher woken by rings looks at most a hundred times a second
 
 
 class WakingORM(DatabaseClockBroker):
@@ -37,7 +41,9 @@ class WakingORM(DatabaseClockBroker):
         super().__init__(list_key=list_key)
         self._pid = None  # the process the state below belongs to (the pusher is forked)
         self._listener = None
+        self._bell = None  # SQLite: this pusher's doorbell, bound at its first wait
         self._version = None
+        self._looked = 0.0  # monotonic time of the last look at the queue
         self._look_by = 0.0  # monotonic time of the next look whatever happens
         self._look_now = True  # look at the next call: tasks were found (maybe more than a bulk) or notified
 
@@ -47,6 +53,9 @@ class WakingORM(DatabaseClockBroker):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:  # delivered when the enqueuing transaction commits
                 cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, self.list_key or ""])
+        else:
+            database, queue = connection.settings_dict["NAME"], self.list_key or Conf.CLUSTER_NAME
+            transaction.on_commit(lambda: doorbell.ring(database, queue), using=Conf.ORM)
         return pk
 
     def dequeue(self):
@@ -55,7 +64,8 @@ class WakingORM(DatabaseClockBroker):
             self._pid = os.getpid()
         try:
             if self._look_now or self._changed() or time.monotonic() >= self._look_by:
-                self._look_by = time.monotonic() + settings.GPUQ_Q_IDLE_POLL_SECONDS
+                self._looked = time.monotonic()
+                self._look_by = self._looked + settings.GPUQ_Q_IDLE_POLL_SECONDS
                 tasks = self._claim()
                 self._look_now = bool(tasks)
                 if tasks:
@@ -70,10 +80,15 @@ class WakingORM(DatabaseClockBroker):
 
     def _claim(self) -> list:
         """The stock broker's claim on the database's clock: the first bulk of due tasks, each locked by
-        compare-and-set."""
+        compare-and-set. Due is `lock <= now`, where the stock broker has `lock < now`: a task is enqueued with
+        its lock at the database's now, and a pusher woken by its ring can look within the same
+        millisecond (SQLite's clock's unit), when `<` left it for the next idle look, a second later. Now is
+        the very expression the enqueue wrote (`_db_now()`): on SQLite, Django writes `Now()` as
+        '…:51.149' and `Now() + 0` as '…:51.149000', text compared as text, so the same instant in the
+        two forms was not equal either."""
         queue = OrmQ.objects.using(Conf.ORM)
         claimed = []
-        for task in queue.filter(key=self.list_key, lock__lt=Now())[: Conf.BULK]:
+        for task in queue.filter(key=self.list_key, lock__lte=_db_now())[: Conf.BULK]:
             if queue.filter(id=task.id, lock=task.lock).update(lock=self.timeout(task)):
                 claimed.append((task.pk, task.payload))
         return claimed
@@ -82,8 +97,8 @@ class WakingORM(DatabaseClockBroker):
         """SQLite: whether another connection committed since the last look (PostgreSQL: never
         known here; `_wait` returns when a notification came)."""
         connection = connections[Conf.ORM]
-        if connection.vendor != "sqlite":
-            return False
+        if connection.vendor != "sqlite" or (self._bell is not None and self._bell.bound):
+            return False  # a ring says so instead
         # On the sqlite3 connection itself, not through Django's cursor: asked twenty times a second for
         # ever, Django's wrapping was most of an idle node's CPU.
         connection.ensure_connection()
@@ -93,8 +108,21 @@ class WakingORM(DatabaseClockBroker):
 
     def _wait(self) -> None:
         remaining = max(0.0, self._look_by - time.monotonic())
-        if connections[Conf.ORM].vendor != "postgresql":
-            time.sleep(min(Conf.POLL, remaining))
+        connection = connections[Conf.ORM]
+        if connection.vendor == "sqlite":
+            if self._bell is None:
+                self._bell = doorbell.Bell(
+                    connection.settings_dict["NAME"], self.list_key or Conf.CLUSTER_NAME
+                )
+                self._look_now = True  # whatever was enqueued before it listened
+                return
+            if not self._bell.bound:
+                time.sleep(min(Conf.POLL, remaining))
+                return
+            # Never two looks within RING_SPACING_SECONDS (however fast rings come), then sleep until one.
+            time.sleep(max(0.0, min(self._looked + RING_SPACING_SECONDS - time.monotonic(), remaining)))
+            if self._bell.wait(max(0.0, self._look_by - time.monotonic())):
+                self._look_now = True
             return
         if self._listener is None:
             self._listener = _listen()
@@ -104,13 +132,17 @@ class WakingORM(DatabaseClockBroker):
             self._look_now = True
 
     def _reset(self) -> None:
-        for close in (getattr(self._listener, "close", None), connections[Conf.ORM].close):
+        for close in (
+            getattr(self._listener, "close", None),
+            getattr(self._bell, "close", None),
+            connections[Conf.ORM].close,
+        ):
             try:
                 if close is not None:
                     close()
             except Exception:  # already broken: nothing to keep
                 pass
-        self._listener, self._version, self._look_now = None, None, True
+        self._listener, self._bell, self._version, self._look_now = None, None, None, True
 
 
 def _psycopg_error():

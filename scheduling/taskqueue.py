@@ -43,10 +43,10 @@ class DatabaseClockBroker(ORM):
         return _db_now(Conf.RETRY)
 
     def queue_size(self) -> int:
-        return self.get_connection().filter(key=self.list_key, lock__lte=Now()).count()
+        return self.get_connection().filter(key=self.list_key, lock__lte=_db_now()).count()
 
     def lock_size(self) -> int:
-        return self.get_connection().filter(key=self.list_key, lock__gt=Now()).count()
+        return self.get_connection().filter(key=self.list_key, lock__gt=_db_now()).count()
 
     def enqueue(self, task):
         row = self.get_connection().create(
@@ -55,7 +55,7 @@ class DatabaseClockBroker(ORM):
         return row.pk
 
     def dequeue(self):
-        tasks = self.get_connection().filter(key=self.list_key, lock__lt=Now())[: Conf.BULK]
+        tasks = self.get_connection().filter(key=self.list_key, lock__lte=_db_now())[: Conf.BULK]
         taken = [
             (task.pk, task.payload)
             for task in tasks

@@ -1,0 +1,98 @@
+"""A doorbell between processes of one machine: what wakes a node's task pusher on SQLite.
+
+On PostgreSQL an enqueue sends `NOTIFY gpuq_tasks` and the pusher LISTENs (scheduling/broker.py). SQLite has
+no such thing, and every process that shares a SQLite database is on its machine, so the enqueuing process
+rings instead: one datagram, after its transaction commits, to a Unix socket the pusher of that queue has
+bound. The pusher sleeps in `select` until a ring comes or its idle look is due; nothing polls.
+
+- The socket's name is in Linux's abstract namespace (nothing on disk to go stale or to outgrow a path's
+  108 bytes), derived from the database file and the queue's name: one listener per queue and database.
+  A second process that binds the same name is refused and polls instead (`Bell.bound` is False).
+- A ring is only a hint to look at the queue, never a message: a lost or extra ring changes nothing but
+  when the pusher looks (the idle look, every GPUQ_Q_IDLE_POLL_SECONDS, catches anything a ring missed).
+- Anyone on the machine may send to an abstract socket. The bell takes rings only from processes of its
+  own Unix user (the kernel stamps each datagram with its sender's credentials, SO_PASSCRED): a job run as
+  another account cannot make a node's pusher spin, and the pusher never looks more often than
+  Q_CLUSTER["poll"] in any case.
+"""
+
+import hashlib
+import logging
+import os
+import select
+import socket
+import struct
+from pathlib import Path
+
+log = logging.getLogger("gpuq.doorbell")
+
+_CREDENTIALS = struct.calcsize("3i")  # struct ucred: pid, uid, gid
+
+
+def address(database: str, queue: str) -> bytes:
+    """The abstract socket name of `queue`'s bell for the SQLite database at `database`."""
+    where = str(Path(database).resolve()) if database and not database.startswith(":") else database
+    digest = hashlib.sha256(f"{where}\0{queue}".encode()).hexdigest()[:32]
+    return b"\0gpuq-bell/" + digest.encode()
+
+
+def ring(database: str, queue: str) -> None:
+    """Wake whoever listens to `queue`'s bell, if anyone does; never blocks, never fails."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.setblocking(False)
+        try:
+            sender.sendto(b"!", address(database, queue))
+        except OSError:  # nobody listens (refused), or rings are already waiting (its buffer is full)
+            pass
+
+
+class Bell:
+    """The listening end: `wait(timeout)` returns how many rings came (from this Unix user) meanwhile."""
+
+    def __init__(self, database: str, queue: str):
+        self.ignored = 0  # rings from other users, dropped
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self._socket.setblocking(False)
+        try:
+            self._socket.bind(address(database, queue))
+        except OSError as error:  # taken: another pusher of this queue, or a squatter
+            log.warning("task queue %s: its doorbell is taken (%s); polling instead", queue, error)
+            self._socket.close()
+            self._socket = None
+
+    @property
+    def bound(self) -> bool:
+        return self._socket is not None
+
+    def wait(self, timeout: float) -> int:
+        """Sleep until a ring comes or `timeout` seconds pass; the rings received (0: none, timed out)."""
+        if self._socket is None:
+            return 0
+        readable, _, _ = select.select([self._socket], [], [], max(0.0, timeout))
+        return self._drain() if readable else 0
+
+    def _drain(self) -> int:
+        rings = 0
+        while True:
+            try:
+                _, ancillary, _, _ = self._socket.recvmsg(16, socket.CMSG_SPACE(_CREDENTIALS))
+            except BlockingIOError:
+                return rings
+            if self._from_us(ancillary):
+                rings += 1
+            else:
+                self.ignored += 1
+
+    @staticmethod
+    def _from_us(ancillary) -> bool:
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= _CREDENTIALS:
+                _, uid, _ = struct.unpack("3i", data[:_CREDENTIALS])
+                return uid == os.getuid()
+        return False
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
