@@ -18,9 +18,12 @@ from django.urls import path  # noqa: E402
 
 from accounts.throttling import EarlyRefusal  # noqa: E402
 from queueproject.origins import SameOriginValidator  # noqa: E402
+from queueproject.request_threads import RequestThreads  # noqa: E402
 from scheduling.live import EventsConsumer  # noqa: E402
 
 http = ASGIStaticFilesHandler(django_asgi) if settings.GPUQ_SERVE_STATIC else django_asgi
+if settings.GPUQ_WEB_THREADS:
+    http = RequestThreads(http, settings.GPUQ_WEB_THREADS)  # reused threads, each with its connection
 # Throttled API clients are answered before Django (accounts/throttling.py).
 http = EarlyRefusal(http)
 # Websockets: the session's user (logged-in only, checked by the consumer) from the site's own origin.

@@ -149,8 +149,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-gpuq.sqlite3")}
 # Persistent connections: a new PostgreSQL connection per loop costs more than the work; a new SQLite one
 # starts with an empty page cache and registers Django's functions again. This serves the long-lived
-# loops and threads (node, executors, relay, ticker); a web request runs in a thread of its own (Django's
-# ASGI handler), so on PostgreSQL gpuq_web pools its connections instead. Health checks replace a dropped
+# loops and threads (node, executors, relay, ticker) and the web process's request threads
+# (GPUQ_WEB_THREADS); on PostgreSQL gpuq_web pools its connections instead. Health checks replace a dropped
 # connection.
 DATABASES["default"]["CONN_MAX_AGE"] = env_float("GPUQ_DB_CONN_MAX_AGE", 300.0, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -380,6 +380,10 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 GPUQ_WEB_WORKERS = env_int("GPUQ_WEB_WORKERS", 1, minimum=1)
 # PostgreSQL: connections each web process keeps in its pool (requests, relay, ticker); 0: no pool.
 GPUQ_WEB_DB_POOL_SIZE = env_int("GPUQ_WEB_DB_POOL_SIZE", 10)
+# Long-lived threads per web process for requests' synchronous code, each keeping its database connection
+# (queueproject/request_threads.py); a request that finds none idle gets a thread of its own. 0: a thread
+# per request, Django's own way.
+GPUQ_WEB_THREADS = env_int("GPUQ_WEB_THREADS", 8, minimum=0)
 
 # --- /metrics (scheduling/metrics.py): a scrape sends `Authorization: Bearer <token>` or comes from an
 # address of the allow-list; anything else is refused (403) ---

@@ -83,9 +83,9 @@ def freeze_startup_objects() -> None:
 def pool_connections() -> None:
     """On PostgreSQL, serve this process's database connections from a pool (psycopg_pool, Django's
     `OPTIONS["pool"]`), before any is opened. Django runs each ASGI request's view in a thread of its
-    own, so a persistent connection (CONN_MAX_AGE) is never reused: every request opened a new
-    PostgreSQL connection and left it to the garbage collector, and eight busy clients took the
-    server past max_connections. Nodes keep persistent connections: their django-q2 workers are forked
+    own (gpuq reuses a few, GPUQ_WEB_THREADS, but a burst still gets new ones), so persistent
+    connections (CONN_MAX_AGE) were opened per request and left to the garbage collector, and eight busy
+    clients took the server past max_connections. Nodes keep persistent connections: their django-q2 workers are forked
     (a pool's connections and threads cannot cross a fork)."""
     database = settings.DATABASES["default"]
     size = settings.GPUQ_WEB_DB_POOL_SIZE
