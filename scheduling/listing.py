@@ -1,6 +1,7 @@
 """Lists that scale: the filters, search, sort and paging of the queue and of "my jobs", applied in the
 database, so a page reads one page of rows whatever the size of the queue."""
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -128,8 +129,9 @@ Plan = planstore.Plan
 
 
 def plan() -> Plan:
-    """The queue's order and estimates as the last tick stored them (one query; no planning here)."""
-    return planstore.load()
+    """The queue's order and estimates as the last tick stored them (one query; no planning here): this
+    read's own copy, which keeps what the read works out once (its `queue_version`)."""
+    return dataclasses.replace(planstore.load())
 
 
 def _entry(job: Job, position: int | None, estimate=None):
@@ -187,10 +189,16 @@ def forget_cached() -> None:
 def queue_version(the_plan: Plan) -> tuple:
     """What the memoized queue reads are valid for: the plan's time, the newest event's position and the
     newest job's id (a job created without an event, by a fixture or an import, is seen too); two
-    index-only reads."""
+    index-only reads, once per read of the queue (`plan()`), before any value it memoizes."""
     from scheduling.relay import latest_seq
 
-    return (the_plan.computed_at, latest_seq(), Job.objects.aggregate(last=Max("id"))["last"])
+    if "version" not in the_plan.reading:
+        the_plan.reading["version"] = (
+            the_plan.computed_at,
+            latest_seq(),
+            Job.objects.aggregate(last=Max("id"))["last"],
+        )
+    return the_plan.reading["version"]
 
 
 def memoized(name, version: tuple, compute):

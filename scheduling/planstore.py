@@ -21,6 +21,9 @@ class Plan:
     estimates: dict = field(default_factory=dict)  # waiting job id -> Estimate
     computed_at: datetime | None = None  # None: no tick has run yet
     estimated_at: datetime | None = None  # when the estimates were computed (a tick does not always)
+    # What one read of the queue worked out from this plan (scheduling/listing.py: its version), kept on
+    # the read's own copy (listing.plan()), never on the plan this process shares between requests.
+    reading: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 def save(plan: planner.Plan, snap: planner.Snapshot, now: datetime) -> None:

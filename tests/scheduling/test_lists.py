@@ -333,6 +333,9 @@ def test_the_queue_pages_counts_are_read_once_per_change_and_every_change_is_see
         assert read() == (0, 3)
     counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts == []  # nothing counted again: the queue did not change
+    # The version the memo checks (the newest event, the newest job) is read once per page, not per value.
+    newest = [q["sql"] for q in queries.captured_queries if 'MAX("scheduling_event"."seq")' in q["sql"]]
+    assert len(newest) == 1, newest
     transition(jobs[0], Status.PAUSED, reason="test")  # its event is the change
     assert read() == (1, 2)
     make_job(alice, name="made without an event")  # a fixture's or an import's row: a new id
