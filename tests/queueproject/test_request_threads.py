@@ -111,5 +111,6 @@ def test_a_request_that_finds_every_thread_busy_gets_its_own_and_does_not_wait()
         held, other = asyncio.run(both())
     finally:
         release.set()
+        app.close_connections()
     assert held["thread"] == "gpuq-request-0_0"
     assert not other["thread"].startswith("gpuq-request-")
