@@ -147,7 +147,8 @@ def main():
                     os.killpg(process.pid, signal.SIGSTOP)
             opened = sessions(connection)
             time.sleep(args.seconds / 2)
-            opened = None if opened is None else sessions(connection) - opened - 1  # less our own query
+            # (this process's own connection is open already: it adds no session)
+            opened = None if opened is None else sessions(connection) - opened
     finally:
         for process in processes.values():
             try:

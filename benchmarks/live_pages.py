@@ -4,8 +4,9 @@ Starts a real `gpuq_web` (Daphne) on a fresh database (SQLite in a temporary fol
 database given with --database-url, which it migrates and fills: give it an empty one) with 10,000 waiting
 jobs (`benchmarks/pages.py`'s queue: 50 users, a reader with 200 of the jobs). Each "live page" does over
 the network what `static/gpuq/live.js` does in a browser: it holds a websocket on /ws/events and, after
-each job, queue, node or progress event, fetches the queue page's fragment (one page of rows), at most one
-fetch at a time, with one more if events came meanwhile. The pages belong to --pages different users
+each job, queue, node or progress event, fetches the queue page's fragment (one page of rows) 100 ms after
+the last event of a burst (live.js's debounce; until this version it fetched at the first event), at most
+one fetch at a time, with one more if events came meanwhile. The pages belong to --pages different users
 (each sees its own rows and buttons). Once a second a separate process moves a job of another user
 (waiting <-> paused), as a node or a user would, so every open page refetches; that process asks for the
 tick and its own ticker thread plans the queue, as a node or another web process would. (Until this
@@ -32,6 +33,7 @@ from _common import logged_in, percentile, setup_django, start_web  # benchmarks
 from pages import populate
 
 KINDS = {"job", "queue", "node", "progress", "reset"}
+DEBOUNCE_SECONDS = 0.1  # static/gpuq/live.js: soon()
 
 
 def live_page(base: str, cookies: dict, stop: threading.Event, delays: list, committed: dict, lock):
@@ -52,6 +54,14 @@ def live_page(base: str, cookies: dict, stop: threading.Event, delays: list, com
             if event.get("kind") not in KINDS:
                 continue
             seen = [event]
+            # live.js fetches 100 ms after the last of a burst of events (its `soon()`), not at the first.
+            while True:
+                try:
+                    e = json.loads(socket.recv(timeout=DEBOUNCE_SECONDS))
+                except TimeoutError:
+                    break
+                if e.get("kind") in KINDS:
+                    seen.append(e)
             while True:  # what arrived while this page fetched: one more fetch covers it all
                 response = web.get("/?fragment=1")
                 assert response.status_code == 200, response.status_code
