@@ -42,6 +42,7 @@ class WakingORM(DatabaseClockBroker):
         self._pid = None  # the process the state below belongs to (the pusher is forked)
         self._listener = None
         self._bell = None  # SQLite: this pusher's doorbell, bound at its first wait
+        self._bind_by = 0.0  # SQLite, its doorbell taken: when to try to bind it again
         self._version = None
         self._looked = 0.0  # monotonic time of the last look at the queue
         self._look_by = 0.0  # monotonic time of the next look whatever happens
@@ -117,6 +118,12 @@ class WakingORM(DatabaseClockBroker):
                 self._look_now = True  # whatever was enqueued before it listened
                 return
             if not self._bell.bound:
+                # Taken (a pusher of this queue still stopping, say): poll, and try again at each idle look.
+                if time.monotonic() >= self._bind_by:
+                    self._bind_by = time.monotonic() + settings.GPUQ_Q_IDLE_POLL_SECONDS
+                    if self._bell.bind():
+                        self._look_now = True
+                        return
                 time.sleep(min(Conf.POLL, remaining))
                 return
             # Never two looks within RING_SPACING_SECONDS (however fast rings come), then sleep until one.

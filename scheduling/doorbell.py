@@ -51,15 +51,31 @@ class Bell:
 
     def __init__(self, database: str, queue: str):
         self.ignored = 0  # rings from other users, dropped
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self._socket.setblocking(False)
+        self._address, self._queue = address(database, queue), queue
+        self._socket = None
+        self._warned = False
+        self.bind()
+
+    def bind(self) -> bool:
+        """Listen, if not yet; False while another process holds the name (a pusher of this queue that
+        is still stopping, or a squatter): the caller polls meanwhile and tries again later."""
+        if self._socket is not None:
+            return True
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        listener.setblocking(False)
         try:
-            self._socket.bind(address(database, queue))
-        except OSError as error:  # taken: another pusher of this queue, or a squatter
-            log.warning("task queue %s: its doorbell is taken (%s); polling instead", queue, error)
-            self._socket.close()
-            self._socket = None
+            listener.bind(self._address)
+        except OSError as error:
+            listener.close()
+            if not self._warned:
+                log.warning("task queue %s: its doorbell is taken (%s); polling", self._queue, error)
+                self._warned = True
+            return False
+        if self._warned:
+            log.warning("task queue %s: its doorbell is ours again", self._queue)
+        self._socket = listener
+        return True
 
     @property
     def bound(self) -> bool:

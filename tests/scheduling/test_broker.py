@@ -127,3 +127,28 @@ def test_a_task_is_due_the_instant_it_is_enqueued():
     for i in range(20):  # most of them within the enqueue's own millisecond
         broker.enqueue(f"task {i}")
         assert [payload for _, payload in broker._claim()] == [f"task {i}"]
+
+
+@pytest.mark.skipif(not SQLITE, reason="the doorbell is SQLite's; PostgreSQL's pusher LISTENs")
+@pytest.mark.django_db(transaction=True)
+def test_a_pusher_whose_doorbell_was_taken_polls_then_binds_it_once_it_is_free(monkeypatch, settings):
+    """A node restarted while its old pusher was still stopping: the new one polls meanwhile, and takes
+    the doorbell at its next idle look once the old one has gone."""
+    monkeypatch.setattr(Conf, "POLL", 0.01)
+    settings.GPUQ_Q_IDLE_POLL_SECONDS = 0.05
+    queue = "taken-bell"
+    old = doorbell.Bell(connection.settings_dict["NAME"], queue)  # the old pusher's
+    pusher = WakingORM(list_key=queue)
+    try:
+        for _ in range(5):
+            pusher.dequeue()
+        assert pusher._bell is not None and not pusher._bell.bound  # polling meanwhile
+        old.close()
+        wait_for(lambda: pusher.dequeue() or pusher._bell.bound, message="the pusher's doorbell bound")
+        pusher._bell.wait(0)  # (nothing rang yet; drained either way)
+        WakingORM(list_key=queue).enqueue("after the restart")
+        assert pusher._bell.wait(60) == 1  # the enqueue rang the new pusher's bell
+        assert [payload for _, payload in pusher._claim()] == ["after the restart"]
+    finally:
+        old.close()
+        pusher._reset()
