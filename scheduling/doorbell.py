@@ -7,6 +7,8 @@ bound. The pusher sleeps in `select` until a ring comes or its idle look is due;
 
 - The socket's name is in Linux's abstract namespace (nothing on disk to go stale or to outgrow a path's
   108 bytes), derived from the database file and the queue's name: one listener per queue and database.
+  That namespace belongs to the network namespace: processes in different containers sharing one SQLite
+  file do not hear each other's rings, and a pusher then finds its tasks at its idle look.
   A second process that binds the same name is refused and polls instead (`Bell.bound` is False).
 - A ring is only a hint to look at the queue, never a message: a lost or extra ring changes nothing but
   when the pusher looks (the idle look, every GPUQ_Q_IDLE_POLL_SECONDS, catches anything a ring missed).
