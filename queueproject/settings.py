@@ -137,7 +137,11 @@ TEMPLATES = [
 # Database: DATABASE_URL (PostgreSQL in production); SQLite in the data folder by default.
 SQLITE_PATH = DATA_DIR / "gpuq.sqlite3"
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"))}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if _SQLITE:
+    # Django's SQLite backend, whose kept connections notice a database file that was replaced
+    # (queueproject/sqlite3/base.py).
+    DATABASES["default"]["ENGINE"] = "queueproject.sqlite3"
     # WAL lets readers work while one writer writes; IMMEDIATE takes the write lock at BEGIN so two
     # writers queue on the busy timeout instead of failing with "database is locked" mid-transaction.
     DATABASES["default"]["OPTIONS"] = {
@@ -154,7 +158,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # connection.
 DATABASES["default"]["CONN_MAX_AGE"] = env_float("GPUQ_DB_CONN_MAX_AGE", 300.0, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+if not _SQLITE:
     # A database that is away must answer with an error, never with silence: bounded connects, TCP
     # keepalives and a bound on unacknowledged sends (a black-holed link), and a statement timeout.
     _connect = env_float("GPUQ_DB_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=1)

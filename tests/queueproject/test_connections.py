@@ -30,3 +30,33 @@ def test_a_request_keeps_its_postgresql_connection(tmp_path):
     url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
     code, out, err = finish(gpuq_python(KEEPS, data_dir=tmp_path, DATABASE_URL=url, SECRET_KEY=GOOD_KEY))
     assert (code, out) == (0, "True"), err
+
+
+# A kept SQLite connection, its database file moved aside (a folder takes its name, as in
+# tests/e2e/test_database_away.py), then back.
+REPLACED = (
+    "import django, os; django.setup()\n"
+    "from django.db import OperationalError, close_old_connections, connection\n"
+    "from django.contrib.auth.models import User\n"
+    "from django.core.management import call_command\n"
+    "call_command('migrate', verbosity=0)\n"
+    "close_old_connections(); User.objects.count(); first = connection.connection\n"
+    "path = connection.settings_dict['NAME']\n"
+    "os.rename(path, path + '.away'); os.mkdir(path)\n"
+    "close_old_connections()\n"  # a request starts
+    "try:\n"
+    "    User.objects.create(username='written-while-away'); print('written')\n"
+    "except OperationalError:\n"
+    "    print('unavailable')\n"
+    "close_old_connections(); os.rmdir(path); os.rename(path + '.away', path)\n"
+    "close_old_connections()\n"
+    "print(User.objects.filter(username='written-while-away').count(), connection.connection is first)"
+)
+
+
+def test_a_kept_sqlite_connection_is_given_up_when_its_database_file_is_replaced(tmp_path):
+    """A kept connection writes into the file it opened, whatever now has its name: the web process
+    answered 201 for a job written into a database file moved aside (or replaced by a restore: then lost),
+    where it must answer that the database is unavailable (queueproject/sqlite3/base.py)."""
+    code, out, err = finish(gpuq_python(REPLACED, data_dir=tmp_path))
+    assert (code, out.split("\n")) == (0, ["unavailable", "0 False"]), err
