@@ -28,7 +28,7 @@ from django_q.models import OrmQ
 
 from scheduling import doorbell
 from scheduling.pgnotify import listen_params
-from scheduling.taskqueue import DatabaseClockBroker, _db_now
+from scheduling.taskqueue import DatabaseClockBroker
 
 CHANNEL = "gpuq_tasks"
 RING_SPACING_SECONDS = 0.01  # SQLite: a pusher woken by rings looks at most a hundred times a second
@@ -55,7 +55,7 @@ class WakingORM(DatabaseClockBroker):
             with connection.cursor() as cursor:  # delivered when the enqueuing transaction commits
                 cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, self.list_key or ""])
         else:
-            database, queue = connection.settings_dict["NAME"], self.list_key or Conf.CLUSTER_NAME
+            database, queue = connection.settings_dict["NAME"], self._queue()
             transaction.on_commit(lambda: doorbell.ring(database, queue), using=Conf.ORM)
         return pk
 
@@ -79,20 +79,9 @@ class WakingORM(DatabaseClockBroker):
             self._look_now = True
         return None
 
-    def _claim(self) -> list:
-        """The stock broker's claim on the database's clock: the first bulk of due tasks, each locked by
-        compare-and-set. Due is `lock <= now`, where the stock broker has `lock < now`: a task is enqueued with
-        its lock at the database's now, and a pusher woken by its ring can look within the same
-        millisecond (SQLite's clock's unit), when `<` left it for the next idle look, a second later. Now is
-        the very expression the enqueue wrote (`_db_now()`): on SQLite, Django writes `Now()` as
-        '…:51.149' and `Now() + 0` as '…:51.149000', text compared as text, so the same instant in the
-        two forms was not equal either."""
-        queue = OrmQ.objects.using(Conf.ORM)
-        claimed = []
-        for task in queue.filter(key=self.list_key, lock__lte=_db_now())[: Conf.BULK]:
-            if queue.filter(id=task.id, lock=task.lock).update(lock=self.timeout(task)):
-                claimed.append((task.pk, task.payload))
-        return claimed
+    def _claim(self) -> list | None:
+        """DatabaseClockBroker's claim on this pusher's kept connection (no close_old_connections first)."""
+        return self.claim(OrmQ.objects.using(Conf.ORM))
 
     def _changed(self) -> bool:
         """SQLite: whether another connection committed since the last look (PostgreSQL: never
@@ -112,9 +101,7 @@ class WakingORM(DatabaseClockBroker):
         connection = connections[Conf.ORM]
         if connection.vendor == "sqlite":
             if self._bell is None:
-                self._bell = doorbell.Bell(
-                    connection.settings_dict["NAME"], self.list_key or Conf.CLUSTER_NAME
-                )
+                self._bell = doorbell.Bell(connection.settings_dict["NAME"], self._queue())
                 self._look_now = True  # whatever was enqueued before it listened
                 return
             if not self._bell.bound:

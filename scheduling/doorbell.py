@@ -14,8 +14,8 @@ bound. The pusher sleeps in `select` until a ring comes or its idle look is due;
   when the pusher looks (the idle look, every GPUQ_Q_IDLE_POLL_SECONDS, catches anything a ring missed).
 - Anyone on the machine may send to an abstract socket. The bell takes rings only from processes of its
   own Unix user (the kernel stamps each datagram with its sender's credentials, SO_PASSCRED): a job run as
-  another account cannot make a node's pusher spin, and the pusher never looks more often than
-  Q_CLUSTER["poll"] in any case.
+  another account cannot make a node's pusher spin, and the pusher never looks more than a hundred times
+  a second in any case (scheduling/broker.py, RING_SPACING_SECONDS).
 """
 
 import hashlib

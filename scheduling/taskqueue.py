@@ -49,23 +49,39 @@ class DatabaseClockBroker(ORM):
         return self.get_connection().filter(key=self.list_key, lock__gt=_db_now()).count()
 
     def enqueue(self, task):
-        row = self.get_connection().create(
-            key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=_db_now()
-        )
+        row = self.get_connection().create(key=self._queue(), payload=task, lock=_db_now())
         return row.pk
 
+    def _queue(self) -> str:
+        """The queue's name, as `enqueue` writes it into its rows' key."""
+        return self.list_key or Conf.CLUSTER_NAME
+
     def dequeue(self):
-        tasks = self.get_connection().filter(key=self.list_key, lock__lte=_db_now())[: Conf.BULK]
-        taken = [
-            (task.pk, task.payload)
-            for task in tasks
-            # Compare-and-set on the lock read: another cluster may have taken it meanwhile.
-            if self.get_connection().filter(id=task.id, lock=task.lock).update(lock=self.timeout(task))
-        ]
-        if tasks:
+        taken = self.claim(self.get_connection())
+        if taken is not None:
             return taken
         time.sleep(Conf.POLL)  # an empty queue: spare the processor, as django-q2 does
         return None
+
+    def claim(self, queue) -> list | None:
+        """The first bulk of due tasks in `queue` (OrmQ rows), each locked by compare-and-set on the lock
+        read (another cluster may have taken it meanwhile): those this broker took, or None when none was
+        due.
+
+        Due is `lock <= now`, where django-q2's broker has `lock < now`: a task is enqueued with its lock
+        at the database's now, and a pusher woken at once (scheduling/broker.py) can look within the same
+        millisecond (SQLite's clock's unit), when `<` left it for the next idle look, a second later. Now
+        is the very expression the enqueue wrote (`_db_now()`): on SQLite, Django writes `Now()` as
+        '…:51.149' and `Now() + 0` as '…:51.149000', compared as text, so the same instant in the two
+        forms was not equal either."""
+        tasks = list(queue.filter(key=self.list_key, lock__lte=_db_now())[: Conf.BULK])
+        if not tasks:
+            return None
+        return [
+            (task.pk, task.payload)
+            for task in tasks
+            if queue.filter(id=task.id, lock=task.lock).update(lock=self.timeout(task))
+        ]
 
 
 def prune_finished_tasks() -> int:

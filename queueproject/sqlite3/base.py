@@ -25,11 +25,14 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._opened = None  # (device, inode) of the file the open connection opened; None: in memory
+
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
         self._opened = None if self.is_in_memory_db() else _identity(self.settings_dict["NAME"])
         return connection
 
     def is_usable(self):
-        opened = getattr(self, "_opened", None)
-        return opened is None or _identity(self.settings_dict["NAME"]) == opened
+        return self._opened is None or _identity(self.settings_dict["NAME"]) == self._opened
