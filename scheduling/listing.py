@@ -145,10 +145,17 @@ def _with_related(jobs: QuerySet[Job]) -> QuerySet[Job]:
     return jobs.select_related("owner", "node", "team", "template")
 
 
-def running(filters: Filters) -> list:
-    """Dispatched and running jobs (as many as there are GPUs at most), oldest start first."""
-    jobs = filters.apply(Job.objects.filter(status__in=HOLDS_GPUS))
-    return [_entry(job, None) for job in filters.ordered(_with_related(jobs), ("started_at", "id"))]
+def running(filters: Filters, the_plan: Plan | None = None) -> list:
+    """Dispatched and running jobs (as many as there are GPUs at most), oldest start first. With
+    `the_plan` and no filter, kept under the queue's version (`shared`)."""
+
+    def read():
+        jobs = filters.apply(Job.objects.filter(status__in=HOLDS_GPUS))
+        return [_entry(job, None) for job in filters.ordered(_with_related(jobs), ("started_at", "id"))]
+
+    if the_plan is None or filters.active:
+        return read()
+    return shared(("running", filters.sort), the_plan, read)
 
 
 def pending_ids(filters: Filters, the_plan: Plan) -> list[int]:
@@ -173,9 +180,10 @@ def _in_plan_order(jobs: QuerySet[Job], the_plan: Plan) -> list[int]:
 # event (every status change, submission, reorder and policy change writes one, numbered as it commits),
 # the newest job's id and the stored plan's time (a tick's dispatches are followed by a new plan). A
 # change committed while a value is computed has a later position, so the next read computes again:
-# never a stale answer after its event. A few entries per process (filters other than the default are
-# not kept); requests of several threads share them.
-_MEMO_SIZE = 16
+# never a stale answer after its event. The rows of a page (`shared`) are kept the same way, by the ids
+# they show. A few dozen entries per process (the queue filtered other than by a page's ids is not
+# kept); requests of several threads share them.
+_MEMO_SIZE = 64
 _memo: dict = {}
 _memo_lock = threading.Lock()
 
@@ -183,6 +191,7 @@ _memo_lock = threading.Lock()
 def forget_cached() -> None:
     """Drop this process's cached plan and queue reads (tests: each starts from a new database)."""
     _memo.clear()
+    _rows["kept"] = (None, {})
     planstore.forget()
 
 
@@ -215,6 +224,36 @@ def memoized(name, version: tuple, compute):
     return value
 
 
+SHARED_ROWS = 100  # pages of more rows than this are read for their request alone (memory: 64 pages kept)
+
+
+def shared(name, the_plan: Plan, read):
+    """`read()` kept under the queue's version: the rows one page shows, read once per change for every
+    open page that shows them, whoever asks (what each user may see of them and do with them is worked out
+    per request). The values are shared between requests: nothing may change them."""
+    return memoized(name, queue_version(the_plan), read)
+
+
+# Rendered rows of the queue page (scheduling.templatetags.gpuq.queue_row), for one queue version at a time.
+_ROWS_KEPT = 2000
+_rows: dict = {"kept": (None, {})}  # (the queue version, {key: html}), replaced whole on a new version
+
+
+def row_html(version: tuple, key: tuple, render) -> str:
+    """`render()`, or what it gave for `key` under the same queue `version`: the many open pages that
+    show a row after an event render it once. `key` must hold everything the row's HTML depends on."""
+    kept_version, rows = _rows["kept"]
+    if kept_version != version:
+        rows = {}
+        _rows["kept"] = (version, rows)
+    html = rows.get(key)
+    if html is None:
+        html = render()
+        if len(rows) < _ROWS_KEPT:
+            rows[key] = html
+    return html
+
+
 def _unfiltered_queue(jobs: QuerySet[Job], the_plan: Plan) -> tuple[int, ...]:
     return memoized("queue", queue_version(the_plan), lambda: tuple(_in_plan_order(jobs, the_plan)))
 
@@ -241,9 +280,18 @@ def held_counted(filters: Filters, the_plan: Plan):
 
 
 def pending_entries(ids: list[int], the_plan: Plan) -> list:
-    """Queue entries of these waiting jobs (one page of them), loading only their rows."""
-    rows = _with_related(Job.objects.all()).in_bulk(ids)
-    return [_entry(rows[i], the_plan.positions.get(i), the_plan.estimates.get(i)) for i in ids if i in rows]
+    """Queue entries of these waiting jobs (one page of them), loading only their rows; kept under the
+    queue's version (`shared`), so the open pages that show the same page after an event read it once."""
+
+    def read():
+        rows = _with_related(Job.objects.all()).in_bulk(ids)
+        return [
+            _entry(rows[i], the_plan.positions.get(i), the_plan.estimates.get(i)) for i in ids if i in rows
+        ]
+
+    if len(ids) > SHARED_ROWS:
+        return read()
+    return shared(("pending", tuple(ids)), the_plan, read)
 
 
 def position_of(job: Job) -> int | None:
@@ -268,13 +316,19 @@ def held_jobs(filters: Filters) -> QuerySet[Job]:
     return filters.ordered(_with_related(jobs), ("start_after", "submitted_at", "id"))
 
 
-def held_entries(jobs) -> list:
-    """Held jobs' entries: a scheduled job's estimated start is its start time."""
+def held_entries(jobs, the_plan: Plan | None = None, key=None) -> list:
+    """Held jobs' entries: a scheduled job's estimated start is its start time. With `the_plan` and a
+    `key` naming the page (no filter), kept under the queue's version (`shared`)."""
     from scheduling.selectors import QueueEntry
 
-    return [
-        QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in jobs
-    ]
+    def read():
+        return [
+            QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in jobs
+        ]
+
+    if the_plan is None or key is None:
+        return read()
+    return shared(("held", key), the_plan, read)
 
 
 def completed_jobs(filters: Filters) -> QuerySet[Job]:

@@ -92,7 +92,7 @@ def queue_page(request):
     filtered, searched and sorted in the database (listing.Filters)."""
     filters, size, errors = _list_state(request)
     the_plan = listing.plan()
-    running = listing.running(filters) if listing.shows(filters, HOLDS_GPUS) else []
+    running = listing.running(filters, the_plan) if listing.shows(filters, HOLDS_GPUS) else []
     pending_ids = listing.pending_ids(filters, the_plan) if listing.shows(filters, [Status.PENDING]) else []
     pending = listing.paginate(pending_ids, request.GET.get("page"), size)
     pending.object_list = listing.pending_entries(list(pending.object_list), the_plan)
@@ -102,7 +102,8 @@ def queue_page(request):
         else []
     )
     held = listing.paginate(held_jobs, request.GET.get("held"), size)
-    held.object_list = listing.held_entries(held.object_list)
+    held_key = None if filters.active or size > listing.SHARED_ROWS else (filters.sort, held.number, size)
+    held.object_list = listing.held_entries(held.object_list, the_plan, held_key)
     jobs = [e.job for e in (*running, *pending.object_list, *held.object_list)]
     context = {
         **_list_context(request, filters, errors),
@@ -123,6 +124,7 @@ def queue_page(request):
             .values_list("pk", flat=True)
         ),
         "actable": actable_job_ids(request.user, jobs),
+        "row_version": listing.queue_version(the_plan),  # rows are rendered once per version (queue_row)
     }
     return _live(request, "scheduling/queue.html", "scheduling/_queue_body.html", context)
 

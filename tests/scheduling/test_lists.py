@@ -3,16 +3,19 @@ database, cap their page size, and answer compressed."""
 
 import gzip
 import re
+import time
+from types import SimpleNamespace
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import Team
 from scheduling.api.shapes import QueuePositionOut
 from scheduling.models import JobTemplate
 from scheduling.states import Status
 from scheduling.tick import tick
-from tests.conftest import api_for
+from tests.conftest import api_for, make_user
 from tests.factories import make_job
 
 
@@ -340,3 +343,114 @@ def test_the_queue_pages_counts_are_read_once_per_change_and_every_change_is_see
     assert read() == (1, 2)
     make_job(alice, name="made without an event")  # a fixture's or an import's row: a new id
     assert read() == (1, 3)
+
+
+def test_rows_kept_for_every_open_page_show_each_user_their_own_links_buttons_and_token(
+    transactional_db, alice, bob, root, settings
+):
+    """A queue row is rendered once per queue version and shared between the open pages that show it
+    (templatetags queue_row): whoever loads it first, each user still gets the link and the buttons they
+    may have, and a CSRF token of their own session that a POST accepts."""
+    from scheduling import services
+
+    settings.GPUQ_EVENT_TICKS = False
+    job = make_job(alice, name="alices")
+    paused = make_job(alice, name="alices held", status=Status.PAUSED)
+    carol = make_user("carol")
+    for shared in (job, paused):  # carol may open alice's jobs, not act on them
+        services.job_share(job=shared, user=alice, with_user=carol, permission="view")
+    tick()
+
+    def page(user) -> tuple[Client, str]:
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(user)
+        response = client.get("/?fragment=1")
+        assert response.status_code == 200
+        return client, response.content.decode()
+
+    _, bobs = page(bob)  # first: the rows are kept as bob may see them
+    _, carols = page(carol)
+    _, alices = page(alice)
+    _, roots = page(root)
+    _, bobs_again = page(bob)
+    for who, html in (("alice", alices), ("root", roots)):
+        assert f'href="/jobs/{job.pk}/"' in html, who
+        assert f'action="/jobs/{job.pk}/cancel"' in html and f'action="/jobs/{paused.pk}/resume"' in html, who
+    for html in (bobs, bobs_again):
+        assert f'href="/jobs/{job.pk}/"' not in html and "/cancel" not in html and "/resume" not in html
+        assert f"#{job.pk} alices" in html  # the row itself: everyone sees the queue
+    assert f'href="/jobs/{job.pk}/"' in carols and "/cancel" not in carols and "/resume" not in carols
+    assert "gpuqCsrfTokenMark" not in alices + roots + bobs
+    # One token per response, the one its session accepts.
+    client, alices = page(alice)
+    tokens = set(re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', alices))
+    assert len(tokens) == 1
+    cancel = client.post(f"/jobs/{job.pk}/cancel", {"csrfmiddlewaretoken": tokens.pop(), "next": "/"})
+    assert cancel.status_code == 302, cancel.content[:300]
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
+
+
+def test_open_pages_read_and_render_a_pages_rows_once_per_change_and_see_every_change(
+    transactional_db, alice, bob, settings, monkeypatch
+):
+    """After each event every open queue page fetches its rows again: one process reads a page's rows and
+    renders each row once per change for all of them; the next change (its event) is seen by all."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduling import services
+    from scheduling.templatetags import gpuq
+
+    settings.GPUQ_EVENT_TICKS = False
+    jobs = [make_job(alice, name=f"w{i}") for i in range(3)]
+    tick()
+    rendered = []
+    real = gpuq.render_to_string
+    monkeypatch.setattr(gpuq, "render_to_string", lambda *a, **k: rendered.append(a[0]) or real(*a, **k))
+    clients = []
+    for user in (alice, bob, bob):
+        client = Client()
+        client.force_login(user)
+        clients.append(client)
+
+    def rows_read(client) -> tuple[list[str], str]:
+        with CaptureQueriesContext(connection) as queries:
+            html = client.get("/?fragment=1").content.decode()
+        # The rows' own reads join their owners (select_related); the permission checks do not.
+        reads = [q["sql"] for q in queries.captured_queries if 'JOIN "auth_user"' in q["sql"]]
+        return reads, html
+
+    first, _ = rows_read(clients[0])
+    assert first and len(rendered) == 3  # alice: her three rows, read and rendered
+    second, _ = rows_read(clients[1])
+    assert second == [] and len(rendered) == 6  # bob may not act on them: rendered for him, not read
+    third, html = rows_read(clients[2])
+    assert third == [] and len(rendered) == 6  # another of bob's pages: neither read nor rendered
+    assert '<span class="prio high">' not in html
+    services.job_set_priority(job=jobs[1], user=alice, priority=5)  # writes an event
+    services.job_set_priority(job=jobs[1], user=alice, priority=5)
+    reads, html = rows_read(clients[2])
+    assert len(reads) == len(first) and len(rendered) == 9
+    assert re.search(rf'data-job="{jobs[1].pk}".*?low 5</span>', html, re.S)
+
+
+def test_a_running_rows_start_is_rendered_again_each_minute(
+    transactional_db, alice, node, settings, monkeypatch
+):
+    """ "Started 5 minutes ago" changes with the clock, not with the queue: a kept running row is kept for
+    the minute it was rendered in."""
+    from scheduling.templatetags import gpuq
+
+    settings.GPUQ_EVENT_TICKS = False
+    make_job(alice, name="on it", status=Status.RUNNING, node=node, started_at=timezone.now())
+    rendered = []
+    real = gpuq.render_to_string
+    monkeypatch.setattr(gpuq, "render_to_string", lambda *a, **k: rendered.append(a[0]) or real(*a, **k))
+    browse(alice, "/?fragment=1")
+    browse(alice, "/?fragment=1")
+    assert rendered == ["scheduling/_queue_row_running.html"]
+    clock = time.time() + 60
+    monkeypatch.setattr(gpuq, "time", SimpleNamespace(time=lambda: clock))
+    browse(alice, "/?fragment=1")
+    assert len(rendered) == 2
