@@ -31,7 +31,6 @@ from scheduling.pgnotify import listen_params
 from scheduling.taskqueue import DatabaseClockBroker
 
 CHANNEL = "gpuq_tasks"
-RING_SPACING_SECONDS = 0.01  # SQLite: a pusher woken by rings looks at most a hundred times a second
 
 
 class WakingORM(DatabaseClockBroker):
@@ -113,8 +112,10 @@ class WakingORM(DatabaseClockBroker):
                         return
                 time.sleep(min(Conf.POLL, remaining))
                 return
-            # Never two looks within RING_SPACING_SECONDS (however fast rings come), then sleep until one.
-            time.sleep(max(0.0, min(self._looked + RING_SPACING_SECONDS - time.monotonic(), remaining)))
+            # Never two looks within doorbell.RING_SPACING_SECONDS (however fast rings come), then sleep until one.
+            time.sleep(
+                max(0.0, min(self._looked + doorbell.RING_SPACING_SECONDS - time.monotonic(), remaining))
+            )
             if self._bell.wait(max(0.0, self._look_by - time.monotonic())):
                 self._look_now = True
             return

@@ -1,4 +1,5 @@
-"""A doorbell between processes of one machine: what wakes a node's task pusher on SQLite.
+"""A doorbell between processes of one machine: what wakes a node's task pusher, and every web
+process's live relay, on SQLite.
 
 On PostgreSQL an enqueue sends `NOTIFY gpuq_tasks` and the pusher LISTENs (scheduling/broker.py). SQLite has
 no such thing, and every process that shares a SQLite database is on its machine, so the enqueuing process
@@ -12,10 +13,14 @@ bound. The pusher sleeps in `select` until a ring comes or its idle look is due;
   A second process that binds the same name is refused and polls instead (`Bell.bound` is False).
 - A ring is only a hint to look at the queue, never a message: a lost or extra ring changes nothing but
   when the pusher looks (the idle look, every GPUQ_Q_IDLE_POLL_SECONDS, catches anything a ring missed).
+- The live relays (scheduling/relay.py) are one per web process, several per database: each binds the
+  first free of EVENT_BELLS names, and a transaction that wrote events rings them all as it commits
+  (`ring_all`: one datagram per name, a refused one costs a failed system call). A relay beyond the
+  first EVENT_BELLS finds none free and looks for changes as it did before the bells.
 - Anyone on the machine may send to an abstract socket. The bell takes rings only from processes of its
   own Unix user (the kernel stamps each datagram with its sender's credentials, SO_PASSCRED): a job run as
-  another account cannot make a node's pusher spin, and the pusher never looks more than a hundred times
-  a second in any case (scheduling/broker.py, RING_SPACING_SECONDS).
+  another account cannot make a node's pusher or a relay spin, and neither looks more than a hundred
+  times a second in any case (RING_SPACING_SECONDS).
 """
 
 import hashlib
@@ -24,6 +29,7 @@ import os
 import select
 import socket
 import struct
+from functools import lru_cache
 from pathlib import Path
 
 log = logging.getLogger("gpuq.doorbell")
@@ -31,6 +37,12 @@ log = logging.getLogger("gpuq.doorbell")
 _CREDENTIALS = struct.calcsize("3i")  # struct ucred: pid, uid, gid
 
 
+RING_SPACING_SECONDS = 0.01  # a listener woken by rings looks at most a hundred times a second
+EVENT_BELLS = 16  # the live relays of one database that a ring wakes (web processes of one machine)
+EVENTS = tuple(f"events/{slot}" for slot in range(EVENT_BELLS))  # their bells' names
+
+
+@lru_cache(maxsize=64)
 def address(database: str, queue: str) -> bytes:
     """The abstract socket name of `queue`'s bell for the SQLite database at `database`."""
     where = str(Path(database).resolve()) if database and not database.startswith(":") else database
@@ -40,22 +52,37 @@ def address(database: str, queue: str) -> bytes:
 
 def ring(database: str, queue: str) -> None:
     """Wake whoever listens to `queue`'s bell, if anyone does; never blocks, never fails."""
+    ring_all(database, (queue,))
+
+
+def ring_all(database: str, queues) -> None:
+    """Ring each of these bells (see `ring`)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
         sender.setblocking(False)
-        try:
-            sender.sendto(b"!", address(database, queue))
-        except OSError:  # nobody listens (refused), or rings are already waiting (its buffer is full)
-            pass
+        for queue in queues:
+            try:
+                sender.sendto(b"!", address(database, queue))
+            except OSError:  # nobody listens (refused), or rings are already waiting (its buffer is full)
+                pass
+
+
+def first_free(database: str, queues) -> "Bell | None":
+    """A bell bound to the first of these names no other process holds, or None when all are taken."""
+    for queue in queues:
+        bell = Bell(database, queue, warn=False)
+        if bell.bound:
+            return bell
+    return None
 
 
 class Bell:
     """The listening end: `wait(timeout)` returns how many rings came (from this Unix user) meanwhile."""
 
-    def __init__(self, database: str, queue: str):
+    def __init__(self, database: str, queue: str, *, warn: bool = True):
         self.ignored = 0  # rings from other users, dropped
         self._address, self._queue = address(database, queue), queue
         self._socket = None
-        self._warned = False
+        self._warn, self._warned = warn, False  # a relay trying names is not warned of a taken one
         self.bind()
 
     def bind(self) -> bool:
@@ -70,7 +97,7 @@ class Bell:
             listener.bind(self._address)
         except OSError as error:
             listener.close()
-            if not self._warned:
+            if self._warn and not self._warned:
                 log.warning("task queue %s: its doorbell is taken (%s); polling", self._queue, error)
                 self._warned = True
             return False
@@ -88,9 +115,16 @@ class Bell:
         if self._socket is None:
             return 0
         readable, _, _ = select.select([self._socket], [], [], max(0.0, timeout))
-        return self._drain() if readable else 0
+        return self.drain() if readable else 0
 
-    def _drain(self) -> int:
+    def fileno(self) -> int:
+        """The listening socket's descriptor (for an event loop's reader); -1 when not bound."""
+        return self._socket.fileno() if self._socket is not None else -1
+
+    def drain(self) -> int:
+        """The rings (from this Unix user) waiting now, taken; never blocks."""
+        if self._socket is None:
+            return 0
         rings = 0
         while True:
             try:

@@ -87,8 +87,9 @@ def emit_queue(changed: int) -> None:
 
 
 def _emit(**fields) -> None:
-    """Write an event; on SQLite also wake this process's relay when it commits (PostgreSQL's NOTIFY,
-    sent by the database with the commit, wakes the relays of every process)."""
+    """Write an event; on SQLite also wake this process's relay, and ring every other process's, when it
+    commits (PostgreSQL's NOTIFY, sent by the database with the commit, wakes the relays of every
+    process)."""
     from scheduling.models import Event
 
     Event.objects.create(**fields)
@@ -98,9 +99,13 @@ def _emit(**fields) -> None:
 
 
 def _poke_relay() -> None:
+    from django.db import connection
+
+    from scheduling import doorbell
     from scheduling.relay import relay
 
     relay.poke()
+    doorbell.ring_all(str(connection.settings_dict["NAME"]), doorbell.EVENTS)
 
 
 # What the queue page shows everyone of a job. Everything else an event says about a job (its progress and

@@ -17,10 +17,12 @@ a plain trigger copies the id into `seq`.
 
 Waking. On PostgreSQL the trigger's `pg_notify('gpuq_events')` is sent with the commit; the relay keeps
 one connection that LISTENs and wakes on it, and reads again every GPUQ_EVENTS_SAFETY_SECONDS as a
-safety net (after a reconnect it reads at once). On SQLite there is no notification between processes:
-the relay asks `PRAGMA data_version` (a counter, no table read) after 20 ms when something just
-happened, backing off to GPUQ_EVENTS_IDLE_POLL_SECONDS when nothing does; an event committed in this
-process wakes it at once (`poke`). Reads go through one thread that keeps its database connection, so an
+safety net (after a reconnect it reads at once). On SQLite, whose processes share one machine, a
+transaction that wrote events rings every relay's doorbell as it commits (scheduling/doorbell.py: a
+Unix datagram; each relay binds one of doorbell.EVENT_BELLS names), and an event committed in this
+process wakes its own relay at once (`poke`). As a safety net (a relay that found every bell taken, a
+writer in another container) the relay also asks `PRAGMA data_version` (a counter, no table read) after
+20 ms when something just happened, backing off to GPUQ_EVENTS_IDLE_POLL_SECONDS when nothing does. Reads go through one thread that keeps its database connection, so an
 idle relay opens no connections and costs next to nothing.
 
 Lag. The relay measures, for the events it hands on, how long after being written each reached it (the
@@ -46,6 +48,7 @@ from django.db import connections
 from django.db.models import Max
 from django.utils import timezone
 
+from scheduling import doorbell
 from scheduling.models import Event, RelayReport
 from scheduling.pgnotify import listen_params
 
@@ -112,6 +115,7 @@ class Relay:
         self.subscribers = set()
         self.vendor = None
         self.version = None  # SQLite's data_version when last asked
+        self.looked = 0.0  # SQLite: when the relay last woke to look (time.monotonic())
         # The longest lag seen since the last report and how many events; the first report waits a period.
         self.lag = (0.0, 0)  # the longest lag seen since the last report, and how many events
         self.next_report = 0.0
@@ -148,7 +152,7 @@ class Relay:
                 pass
 
     async def _run(self) -> None:
-        listener = None
+        listener = bell = None
         try:
             while True:  # the database may be busy or away at start: consumers wait until it answers
                 try:
@@ -162,17 +166,44 @@ class Relay:
                     await asyncio.sleep(0.5)
             if self.vendor == "postgresql":
                 listener = self.loop.create_task(self._listen())
+            else:
+                bell = self._doorbell()
             self.ready.set()
             await self._relay()
         finally:  # stopped: close the thread's database connection now, not when it is collected
             if listener is not None:
                 listener.cancel()
+            if bell is not None:
+                if not self.loop.is_closed():
+                    self.loop.remove_reader(bell.fileno())
+                bell.close()
             pool = self.pool
             try:
                 await self.loop.run_in_executor(pool, connections.close_all)
             except (asyncio.CancelledError, RuntimeError):  # the loop is closing: the thread ends anyway
                 pass
             pool.shutdown(wait=False)
+
+    def _doorbell(self) -> "doorbell.Bell | None":
+        """SQLite: a bell other processes' events ring, read by this loop; None for a database in memory
+        (one process) or when every bell of this database is taken (this relay then only looks)."""
+        name = str(connections["default"].settings_dict["NAME"])
+        if not name or name.startswith((":", "file:")):
+            return None
+        bell = doorbell.first_free(name, doorbell.EVENTS)
+        if bell is None:
+            log.warning(
+                "live relay: all %d event doorbells are taken; looking for changes every %s s instead",
+                doorbell.EVENT_BELLS,
+                settings.GPUQ_EVENTS_IDLE_POLL_SECONDS,
+            )
+            return None
+        self.loop.add_reader(bell.fileno(), self._rung, bell)
+        return bell
+
+    def _rung(self, bell) -> None:
+        if bell.drain():
+            self.wake.set()
 
     async def _relay(self) -> None:
         wait = self._notified if self.vendor == "postgresql" else self._changed
@@ -238,8 +269,10 @@ class Relay:
                 await asyncio.sleep(1)
 
     async def _changed(self) -> None:
-        """SQLite: until this process pokes, or the database changed since the version last seen (read
-        before the events were, so a commit after that read changes it again), backing off while idle."""
+        """SQLite: until this process pokes, a ring comes, or the database changed since the version last
+        seen (read before the events were, so a commit after that read changes it again), backing off
+        while idle. Never two looks within doorbell.RING_SPACING_SECONDS, however fast rings come."""
+        await asyncio.sleep(max(0.0, self.looked + doorbell.RING_SPACING_SECONDS - time.monotonic()))
         interval = FIRST_POLL_SECONDS
         while True:
             try:
@@ -259,6 +292,7 @@ class Relay:
                 break
             interval = min(interval * 2, settings.GPUQ_EVENTS_IDLE_POLL_SECONDS)
         self.wake.clear()
+        self.looked = time.monotonic()
 
     async def stop(self) -> None:
         """Stop relaying (tests that run consumers in their own event loop end with this)."""

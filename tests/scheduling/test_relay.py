@@ -183,3 +183,101 @@ def test_a_page_reads_its_stream_position_before_what_it_shows(alice, node, monk
     response = logged_in(alice).get("/gpus/")
     shown = int(re.search(r'data-after="(\d+)"', response.content.decode()).group(1))
     assert shown < latest_seq()
+
+
+sqlite_only = pytest.mark.skipif(
+    "sqlite" not in django_settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite's relays are rung (scheduling/doorbell.py); PostgreSQL's LISTEN",
+)
+
+
+@sqlite_only
+def test_an_event_another_process_commits_reaches_clients_at_once_not_at_the_relays_next_look(
+    alice, monkeypatch, settings
+):
+    """SQLite: with the relay's looks for changes ten minutes apart, an event that another process
+    commits still reaches a client at once: its commit rang the relay's doorbell (before the bells, it
+    waited for the relay's next look, up to GPUQ_EVENTS_IDLE_POLL_SECONDS)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from scheduling import relay as relay_module
+    from tests.conftest import child_env
+
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+
+    monkeypatch.setattr(relay_module, "FIRST_POLL_SECONDS", 600.0)
+    settings.GPUQ_EVENTS_IDLE_POLL_SECONDS = 600.0
+    client = logged_in(alice)
+    got = []
+
+    async def scenario():
+        live = socket(client)
+        await opened(live)
+        writer = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(manage), "shell", "-c",
+             "from scheduling.events import emit_node; emit_node('from another process')"],
+            env=child_env(GPUQ_LOG_LEVEL="WARNING"), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert writer.returncode == 0, writer.stderr
+        got.extend(await node_events(live, 1))
+        await live.disconnect()
+
+    run(scenario)
+    assert [e["data"]["name"] for e in got] == ["from another process"]
+
+
+@sqlite_only
+def test_each_relay_of_a_database_has_a_bell_of_its_own_and_a_commit_rings_them_all(tmp_path):
+    """Several web processes follow one SQLite database: each relay binds a free bell, and the commit of
+    an event rings every one of them."""
+    from scheduling import doorbell
+
+    database = str(tmp_path / "db.sqlite3")
+    bells = [doorbell.first_free(database, doorbell.EVENTS) for _ in range(doorbell.EVENT_BELLS)]
+    try:
+        assert all(bells) and len({bell.fileno() for bell in bells}) == doorbell.EVENT_BELLS
+        assert doorbell.first_free(database, doorbell.EVENTS) is None  # all taken: that relay looks
+        doorbell.ring_all(database, doorbell.EVENTS)
+        assert [bell.wait(60) for bell in bells] == [1] * doorbell.EVENT_BELLS
+        other = doorbell.first_free(str(tmp_path / "other.sqlite3"), doorbell.EVENTS)
+        assert other is not None  # another database's bells are its own
+        other.close()
+    finally:
+        for bell in bells:
+            if bell is not None:
+                bell.close()
+
+
+@sqlite_only
+def test_a_flood_of_rings_makes_the_relay_look_at_most_a_hundred_times_a_second(alice, monkeypatch):
+    """Anyone of gpuq's own Unix user may ring: however fast rings come, the relay reads the events at
+    most once every doorbell.RING_SPACING_SECONDS."""
+    from scheduling import doorbell
+    from scheduling import relay as relay_module
+
+    looks = []
+    real = relay_module.events_after
+    monkeypatch.setattr(relay_module, "events_after", lambda *a, **k: looks.append(1) or real(*a, **k))
+    client = logged_in(alice)
+    database = str(connections["default"].settings_dict["NAME"])
+
+    async def scenario():
+        live = socket(client)
+        await opened(live)
+        looks.clear()
+        started = time.monotonic()
+
+        def flood():
+            for _ in range(3000):
+                doorbell.ring_all(database, doorbell.EVENTS)
+
+        await asyncio.to_thread(flood)
+        elapsed = time.monotonic() - started
+        await live.disconnect()
+        assert looks, "the rings woke the relay"
+        assert len(looks) <= elapsed / doorbell.RING_SPACING_SECONDS + 3, (len(looks), elapsed)
+
+    run(scenario)
