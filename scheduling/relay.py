@@ -22,8 +22,9 @@ transaction that wrote events rings every relay's doorbell as it commits (schedu
 Unix datagram; each relay binds one of doorbell.EVENT_BELLS names), and an event committed in this
 process wakes its own relay at once (`poke`). As a safety net (a relay that found every bell taken, a
 writer in another container) the relay also asks `PRAGMA data_version` (a counter, no table read) after
-20 ms when something just happened, backing off to GPUQ_EVENTS_IDLE_POLL_SECONDS when nothing does. Reads go through one thread that keeps its database connection, so an
-idle relay opens no connections and costs next to nothing.
+20 ms when something just happened, backing off to GPUQ_EVENTS_IDLE_POLL_SECONDS when nothing does.
+Reads go through one thread that keeps its database connection, so an idle relay opens no connections
+and costs next to nothing.
 
 Lag. The relay measures, for the events it hands on, how long after being written each reached it (the
 writing transaction's time, the wake and the read), and every GPUQ_RELAY_REPORT_SECONDS while events
