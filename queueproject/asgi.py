@@ -2,9 +2,8 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 from queueproject.hardening import harden_process
+from queueproject.sync_handler import get_asgi_application
 
 harden_process()  # also when an ASGI server other than gpuq_web imports us
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "queueproject.settings")

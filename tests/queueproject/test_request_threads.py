@@ -114,3 +114,42 @@ def test_a_request_that_finds_every_thread_busy_gets_its_own_and_does_not_wait()
         app.close_connections()
     assert held["thread"] == "gpuq-request-0_0"
     assert not other["thread"].startswith("gpuq-request-")
+
+
+def test_the_middleware_and_the_view_run_in_one_hop_to_the_request_thread(monkeypatch):
+    """Every middleware and view of gpuq is synchronous: the handler gpuq_web serves runs the whole chain
+    in one hop to the request's thread (queueproject/sync_handler.py), never back to the event loop in
+    between, where Django's own handler went back and forth for its sync-only middlewares."""
+    from asgiref import sync
+    from django.core.asgi import get_asgi_application
+
+    from queueproject.asgi import application
+
+    to_loop, to_thread = sync.AsyncToSync.__call__, sync.SyncToAsync.__call__
+    hops = {}
+
+    def counted_to_loop(self, *args, **kwargs):
+        hops["to the loop"] += 1
+        return to_loop(self, *args, **kwargs)
+
+    def counted_to_thread(self, *args, **kwargs):
+        hops["to a thread"] += 1
+        return to_thread(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.AsyncToSync, "__call__", counted_to_loop)
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted_to_thread)
+
+    def hops_of(app) -> dict:
+        hops.update({"to the loop": 0, "to a thread": 0})
+        asyncio.run(get(app))
+        return dict(hops)
+
+    threads = application.application_mapping["http"].app
+    try:
+        ours = hops_of(application)
+    finally:
+        threads.close_connections()
+    djangos = hops_of(get_asgi_application())
+    # The request's start, the chain with its view, and the response's end: a hop each at most.
+    assert ours["to the loop"] == 0 and ours["to a thread"] <= 3, ours
+    assert djangos["to the loop"] >= 1 and djangos["to a thread"] > ours["to a thread"], (djangos, ours)
