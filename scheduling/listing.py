@@ -318,7 +318,8 @@ def held_jobs(filters: Filters) -> QuerySet[Job]:
 
 def held_entries(jobs, the_plan: Plan | None = None, key=None) -> list:
     """Held jobs' entries: a scheduled job's estimated start is its start time. With `the_plan` and a
-    `key` naming the page (no filter), kept under the queue's version (`shared`)."""
+    `key` that names these rows among all the held rows any caller keeps (no filter), kept under the
+    queue's version (`shared`)."""
     from scheduling.selectors import QueueEntry
 
     def read():

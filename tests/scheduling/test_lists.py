@@ -454,3 +454,15 @@ def test_a_running_rows_start_is_rendered_again_each_minute(
     monkeypatch.setattr(gpuq, "time", SimpleNamespace(time=lambda: clock))
     browse(alice, "/?fragment=1")
     assert len(rendered) == 2
+
+
+def test_the_pages_held_rows_and_the_apis_held_window_are_kept_apart(transactional_db, alice, settings):
+    """The queue page keeps its held rows by page number, the queue API its held window by offset: page
+    1 and offset 1 are different rows, kept under different names."""
+    settings.GPUQ_EVENT_TICKS = False
+    held = [make_job(alice, name=f"h{i}", status=Status.PAUSED) for i in range(3)]
+    tick()
+    assert rows(browse(alice, "/?fragment=1&size=2"), "held") == [held[0].pk, held[1].pk]
+    window = api_for(alice).get("/api/v1/queue?offset=1&limit=2").json()["held"]
+    assert [e["id"] for e in window] == [held[1].pk, held[2].pk]
+    assert rows(browse(alice, "/?fragment=1&size=2"), "held") == [held[0].pk, held[1].pk]
