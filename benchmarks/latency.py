@@ -6,7 +6,9 @@ one at a time through the service the API calls, and measures from the submit ca
 `running` transition: the change asks for a tick, this process's ticker thread plans and dispatches, the
 node's cluster picks the task up. The baseline, measured in the same run and interleaved with it: a bare
 `async_task` to the same cluster (same broker, same poll), from the call to the moment its worker starts
-the task (django-q2's own `stopped` of an instant task).
+the task (django-q2's own `stopped` of an instant task). It also prints where gpuq's time goes (the
+submission, the ticker, the tick until the dispatch, the dispatch until the executor's claim), for the
+jobs this process's ticker ticked.
 
     .venv/bin/python benchmarks/latency.py [--jobs 50]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/gpuq .venv/bin/python benchmarks/latency.py
@@ -36,6 +38,8 @@ def main():
     from django_q.tasks import async_task
 
     from gpus.models import Node
+    from scheduling import tick as tick_module
+    from scheduling import ticker
     from scheduling.models import Job, JobStateTransition
     from scheduling.services import job_submit
 
@@ -54,16 +58,37 @@ def main():
     )
 
     dispatched = []  # submit → dispatched: the ask and the tick
+    # Where the time goes, for the jobs this process's ticker thread ticked (the node's periodic tick may
+    # tick one instead): marks from the ticker's run and the tick, read against the dispatch's time.
+    steps = {step: [] for step in STEPS}
+    marks = {}
+    _mark_calls(ticker, "run", marks, "ticker")
+    _mark_calls(tick_module, "tick", marks, "tick")
 
     def run_one() -> float:
+        marks.clear()
         submitted = time.time()
         job = job_submit(user=user, argv=["true"])
+        returned = time.time()
         deadline = time.monotonic() + 30
         while True:
             row = Job.objects.filter(pk=job.pk).values("status", "started_at").first()
             if row["status"] == "completed":
-                at = JobStateTransition.objects.get(job_id=job.pk, to_status="dispatched").at
-                dispatched.append(at.timestamp() - submitted)
+                at = JobStateTransition.objects.get(job_id=job.pk, to_status="dispatched").at.timestamp()
+                dispatched.append(at - submitted)
+                if "tick" in marks:
+                    for step, seconds in zip(
+                        STEPS,
+                        (
+                            returned - submitted,
+                            marks["ticker"] - returned,
+                            marks["tick"] - marks["ticker"],
+                            at - marks["tick"],
+                            row["started_at"].timestamp() - at,
+                        ),
+                        strict=True,
+                    ):
+                        steps[step].append(seconds)
                 return row["started_at"].timestamp() - submitted
             if time.monotonic() > deadline:
                 raise SystemExit(f"job {job.pk} did not complete: {row['status']}")
@@ -107,8 +132,32 @@ def main():
     print(line("gpuq (ask, ticker, executor)", gpuq))
     print(line("  of which submit → dispatched", dispatched[-len(gpuq) :]))
     print(line("bare django-q2 async_task", bare))
+    print(f"where gpuq's time goes, p50 of the {len(steps[STEPS[0]])} jobs this process's ticker ticked:")
+    for step, values in steps.items():
+        if values:
+            print(f"  {step:<68} {statistics.median(values) * 1000:6.1f} ms")
     print(f"ratio of p50s, gpuq / bare django-q2: {statistics.median(gpuq) / statistics.median(bare):.2f}x")
     print(f"ratio of p95s, gpuq / bare django-q2: {percentile(gpuq, 95) / percentile(bare, 95):.2f}x")
+
+
+STEPS = (
+    "the submission (its transaction, and the ask)",
+    "the ask → the ticker thread runs",
+    "the ticker's lock and counts → the tick starts",
+    "the tick → the dispatch's transition (snapshot, plan, dispatch)",
+    "the dispatch → the executor's claim (commit, task, pusher, worker)",
+)
+
+
+def _mark_calls(module, name: str, marks: dict, mark: str) -> None:
+    """Note in `marks[mark]` when `module.name` is first called after `marks` was cleared."""
+    real = getattr(module, name)
+
+    def marked(*args, **kwargs):
+        marks.setdefault(mark, time.time())
+        return real(*args, **kwargs)
+
+    setattr(module, name, marked)
 
 
 if __name__ == "__main__":
