@@ -112,10 +112,7 @@ class WakingORM(DatabaseClockBroker):
                         return
                 time.sleep(min(Conf.POLL, remaining))
                 return
-            # Never two looks within doorbell.RING_SPACING_SECONDS (however fast rings come), then sleep until one.
-            time.sleep(
-                max(0.0, min(self._looked + doorbell.RING_SPACING_SECONDS - time.monotonic(), remaining))
-            )
+            time.sleep(min(doorbell.until_next_look(self._looked), remaining))  # then sleep until a ring
             if self._bell.wait(max(0.0, self._look_by - time.monotonic())):
                 self._look_now = True
             return

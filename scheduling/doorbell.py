@@ -29,6 +29,7 @@ import os
 import select
 import socket
 import struct
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,6 +41,12 @@ _CREDENTIALS = struct.calcsize("3i")  # struct ucred: pid, uid, gid
 RING_SPACING_SECONDS = 0.01  # a listener woken by rings looks at most a hundred times a second
 EVENT_BELLS = 16  # the live relays of one database that a ring wakes (web processes of one machine)
 EVENTS = tuple(f"events/{slot}" for slot in range(EVENT_BELLS))  # their bells' names
+
+
+def until_next_look(looked: float) -> float:
+    """Seconds a listener that last looked at `looked` (time.monotonic()) waits before it looks again:
+    never two looks within RING_SPACING_SECONDS, however fast rings come."""
+    return max(0.0, looked + RING_SPACING_SECONDS - time.monotonic())
 
 
 @lru_cache(maxsize=64)

@@ -316,10 +316,12 @@ def held_jobs(filters: Filters) -> QuerySet[Job]:
     return filters.ordered(_with_related(jobs), ("start_after", "submitted_at", "id"))
 
 
-def held_entries(jobs, the_plan: Plan | None = None, key=None) -> list:
-    """Held jobs' entries: a scheduled job's estimated start is its start time. With `the_plan` and a
-    `key` that names these rows among all the held rows any caller keeps (no filter), kept under the
-    queue's version (`shared`)."""
+def held_entries(
+    jobs, the_plan: Plan | None = None, filters: Filters | None = None, place: tuple = (), size: int = 0
+) -> list:
+    """Held jobs' entries: a scheduled job's estimated start is its start time. With `the_plan` and
+    unfiltered `filters`, kept under the queue's version (`shared`) as the `size` rows at `place` (what
+    names them among every caller's: ("page", n) on the page, ("window", offset) in the API)."""
     from scheduling.selectors import QueueEntry
 
     def read():
@@ -327,9 +329,9 @@ def held_entries(jobs, the_plan: Plan | None = None, key=None) -> list:
             QueueEntry(job, None, job.start_after if job.status == Status.SCHEDULED else None) for job in jobs
         ]
 
-    if the_plan is None or key is None:
+    if the_plan is None or filters is None or filters.active or size > SHARED_ROWS:
         return read()
-    return shared(("held", key), the_plan, read)
+    return shared(("held", filters.sort, *place, size), the_plan, read)
 
 
 def completed_jobs(filters: Filters) -> QuerySet[Job]:

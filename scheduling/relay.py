@@ -272,8 +272,8 @@ class Relay:
     async def _changed(self) -> None:
         """SQLite: until this process pokes, a ring comes, or the database changed since the version last
         seen (read before the events were, so a commit after that read changes it again), backing off
-        while idle. Never two looks within doorbell.RING_SPACING_SECONDS, however fast rings come."""
-        await asyncio.sleep(max(0.0, self.looked + doorbell.RING_SPACING_SECONDS - time.monotonic()))
+        while idle. Never two looks within doorbell.RING_SPACING_SECONDS (`until_next_look`)."""
+        await asyncio.sleep(doorbell.until_next_look(self.looked))
         interval = FIRST_POLL_SECONDS
         while True:
             try:

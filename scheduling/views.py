@@ -102,10 +102,7 @@ def queue_page(request):
         else []
     )
     held = listing.paginate(held_jobs, request.GET.get("held"), size)
-    held_key = (
-        None if filters.active or size > listing.SHARED_ROWS else ("page", filters.sort, held.number, size)
-    )
-    held.object_list = listing.held_entries(held.object_list, the_plan, held_key)
+    held.object_list = listing.held_entries(held.object_list, the_plan, filters, ("page", held.number), size)
     jobs = [e.job for e in (*running, *pending.object_list, *held.object_list)]
     context = {
         **_list_context(request, filters, errors),

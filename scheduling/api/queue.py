@@ -79,14 +79,13 @@ class Queue(APIView):
             listing.held_jobs(filters) if listing.shows(filters, listing.HELD + (Status.PENDING,)) else None
         )
         # The unfiltered queue's held jobs are read once per change for every reader of the same window.
-        held_key = (
-            None if filters.active or limit > listing.SHARED_ROWS else ("window", filters.sort, offset, limit)
-        )
         sections = {
             "running": listing.running(filters, the_plan) if listing.shows(filters, HOLDS_GPUS) else [],
             "pending": listing.pending_entries(pending[offset : offset + limit], the_plan),
             "held": (
-                listing.held_entries(held[offset : offset + limit], the_plan, held_key)
+                listing.held_entries(
+                    held[offset : offset + limit], the_plan, filters, ("window", offset), limit
+                )
                 if held is not None
                 else []
             ),

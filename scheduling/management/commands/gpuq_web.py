@@ -85,8 +85,8 @@ def pool_connections() -> None:
     `OPTIONS["pool"]`), before any is opened. Django runs each ASGI request's view in a thread of its
     own (gpuq reuses a few, GPUQ_WEB_THREADS, but a burst still gets new ones), so persistent
     connections (CONN_MAX_AGE) were opened per request and left to the garbage collector, and eight busy
-    clients took the server past max_connections. Nodes keep persistent connections: their django-q2 workers are forked
-    (a pool's connections and threads cannot cross a fork)."""
+    clients took the server past max_connections. Nodes keep persistent connections: their django-q2
+    workers are forked (a pool's connections and threads cannot cross a fork)."""
     database = settings.DATABASES["default"]
     size = settings.GPUQ_WEB_DB_POOL_SIZE
     if database["ENGINE"] != "django.db.backends.postgresql" or not size:
