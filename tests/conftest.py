@@ -163,6 +163,23 @@ def node(db):
     )
 
 
+@pytest.fixture
+def quota_day_at_noon(db):
+    """Set the quota time zone to one where it is now about noon, so that usage recorded "the last hour"
+    lies in today's and this week's windows whatever hour the tests run at (CI once ran them at 00:04
+    UTC, when 3,000 s of use ending now was 251 s of today)."""
+    from datetime import UTC, datetime
+
+    from scheduling.models import PolicyType
+    from scheduling.policies import set_policy
+
+    now = datetime.now(UTC)
+    east = 12 - now.hour  # hours east of UTC where the local hour is 12: -11..12
+    zone = "Etc/GMT" + (f"{-east:+d}" if east else "")  # POSIX signs: Etc/GMT-12 is UTC+12
+    set_policy(PolicyType.QUOTA, enabled=True, config={"timezone": zone})
+    return zone
+
+
 def child_env(**extra) -> dict[str, str]:
     """Environment for a gpuq child process that must use this test's database, with this process's
     SECRET_KEY: processes of one gpuq must share it (django-q2 drops a task signed with another key), and a

@@ -97,7 +97,7 @@ def test_the_gpus_page_shows_each_gpu_and_the_job_holding_it(alice, node):
     assert f"#{job.pk} holder" in page and "free" in page
 
 
-def test_my_jobs_shows_my_jobs_and_quota_with_a_warning_past_80_percent(alice, bob, node):
+def test_my_jobs_shows_my_jobs_and_quota_with_a_warning_past_80_percent(alice, bob, node, quota_day_at_noon):
     mine, theirs = make_job(alice, name="mine"), make_job(bob, name="theirs")
     GpuQuota.objects.create(user=alice, daily_gpu_seconds=100)
     page = client_for(alice).get("/me/").content.decode()

@@ -164,7 +164,9 @@ def test_fair_share_lets_a_light_user_pass_a_heavy_one(alice, bob, root, node, r
     assert heavy
 
 
-def test_an_exceeded_quota_holds_new_starts_and_the_status_says_so(alice, bob, root, node, raw):
+def test_an_exceeded_quota_holds_new_starts_and_the_status_says_so(
+    alice, bob, root, node, raw, quota_day_at_noon
+):
     response = api_for(root).put(
         "/api/v1/admin/quotas", {"user": "alice", "daily_gpu_seconds": 3600}, format="json"
     )
@@ -186,7 +188,7 @@ def test_an_exceeded_quota_holds_new_starts_and_the_status_says_so(alice, bob, r
     assert api_for(alice).put("/api/v1/admin/quotas", {"user": "alice"}, format="json").status_code == 403
 
 
-def test_a_team_quota_holds_the_teams_jobs(alice, bob, root, team, node, raw):
+def test_a_team_quota_holds_the_teams_jobs(alice, bob, root, team, node, raw, quota_day_at_noon):
     api_for(root).put("/api/v1/admin/quotas", {"team": "vision", "weekly_gpu_seconds": 100}, format="json")
     use_gpu(alice, 200, Gpu.objects.get(node=node, index=0))
     held, free = submit(alice), submit(bob)
