@@ -121,7 +121,7 @@ def test_each_gpu_and_node_matches_the_system_status(alice, busy_queue, node):
     assert metrics.get_value("gpuq_node_drained", node="testnode") == 0
 
 
-def test_gpu_seconds_match_the_quota_status(alice, bob, team, node):
+def test_gpu_seconds_match_the_quota_status(alice, bob, team, node, quota_day_at_noon):
     """Finished allocations in this quota week (fixed values, so both reads agree), and the limits."""
     now = timezone.now()
     gpus = list(Gpu.objects.filter(node=node))
@@ -147,7 +147,7 @@ def test_gpu_seconds_match_the_quota_status(alice, bob, team, node):
             assert round(value) == body["user"][api_window]["used_gpu_seconds"], (user, window)
         value = metrics.get_value("gpuq_team_gpu_seconds", team="vision", window=window) or 0
         assert round(value) == mine["team"][api_window]["used_gpu_seconds"]
-    assert mine["user"]["weekly"]["used_gpu_seconds"] >= 2 * 1800  # the week holds them whatever the hour
+    assert mine["user"]["weekly"]["used_gpu_seconds"] >= 2 * 1800  # the quota week began hours ago
     assert metrics.get_value("gpuq_user_gpu_seconds_limit", user="alice", window="day") == 36000
     assert metrics.get_value("gpuq_team_gpu_seconds_limit", team="vision", window="week") == 720000
     assert metrics.get_value("gpuq_user_gpu_seconds_limit", user="alice", window="week") is None
