@@ -243,8 +243,16 @@ def main() -> int:
                 bool(mine) and not mine["busy"],
                 f"foreign_pids {mine and mine['foreign_pids']}",
             )
-            metrics = gpuq.http.get(f"/api/v1/jobs/{held}/metrics")
-            print(f"  job metrics: {metrics.status_code} {metrics.text[:600]}", flush=True)
+            series = {
+                s["name"]: [p["value"] for p in s["points"]]
+                for s in gpuq.get(f"/api/v1/jobs/{held}/metrics")["series"]
+            }
+            memory = series.get(f"gpu{index}.memory_used_mb", [])
+            check(
+                "the job's charts show its memory",
+                bool(memory) and max(memory) - baseline[index] >= HOLD_MB * 0.9,
+                f"gpu{index}.memory_used_mb: {memory}",
+            )
 
         # 4. Cancelling frees the GPU.
         gpuq.http.post(f"/api/v1/jobs/{held}/cancel", json={"reason": "gpu check"})
