@@ -1,4 +1,5 @@
-"""Django's SQLite backend, with a health check that notices when the database file was replaced.
+"""Django's SQLite backend, with a health check that notices when the database file was replaced, and
+writers that wait for the write lock without SQLite's growing sleeps.
 
 gpuq keeps its database connections (CONN_MAX_AGE): a node's loops, its executors, the relay, the ticker and
 the web process's request threads each hold one. An open SQLite connection reads and writes the file it
@@ -8,7 +9,8 @@ wrote into the old file. Django's SQLite backend reports every connection usable
 while the file at its path is still the file it opened (the same device and inode), and Django's health
 check (CONN_HEALTH_CHECKS, at each request's and loop's first query) closes it otherwise: the next query
 opens the path anew, or fails with the database unavailable (a 503 from the web). An in-memory database is
-always usable.
+always usable. A connection never creates the database file where one was: while the file is away (its WAL
+file left behind), opening fails instead of making an empty database that would take over that WAL.
 
 It also waits for the write lock itself. Every gpuq transaction on SQLite begins IMMEDIATE (it takes the
 database's one write lock at BEGIN). A writer that finds the lock taken waits in SQLite's busy handler,
@@ -30,9 +32,10 @@ import os
 import sqlite3
 import threading
 import time
+from urllib.parse import quote
 
 from django.db import OperationalError
-from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3 import base, creation
 
 FIRST_PAUSE_SECONDS = 0.0001
 LONGEST_PAUSE_SECONDS = 0.001
@@ -64,19 +67,50 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (found.st_dev, found.st_ino)
 
 
+def _existing_only(path: str) -> str:
+    """What to open for the database file at `path`: while the file is there, a URI that opens it and
+    never creates one (mode=rw: a file gone in between fails to open). No file but its WAL file: the
+    database was moved or is being restored, and a new empty one would take over that WAL; refused.
+    Neither: a first start, and SQLite creates it. (SQLite would read that WAL into the new file: pages of
+    the missing database, and a checkpoint then empties the WAL the missing database needs.)"""
+    if os.path.exists(path):
+        return f"file:{quote(os.path.abspath(path))}?mode=rw"
+    if os.path.exists(f"{path}-wal"):
+        raise OperationalError(
+            f"unable to open database file: {path} is missing and its WAL file {path}-wal is there; put the"
+            " database back, or remove the WAL and -shm files too to start a new one"
+        )
+    return path
+
+
 def _busy(error: OperationalError) -> bool:
     """Whether the write lock was taken (SQLITE_BUSY), as opposed to any other failure."""
     cause = error.__cause__
     return getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
+class DatabaseCreation(creation.DatabaseCreation):
+    def _create_test_db(self, verbosity, autoclobber, keepdb=False):
+        """The test database is made anew: its old WAL files go with the old file."""
+        name = self._get_test_db_name()
+        if not keepdb and not self.is_in_memory_db(name):
+            for leftover in (f"{name}-wal", f"{name}-shm"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+        return super()._create_test_db(verbosity, autoclobber, keepdb)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    creation_class = DatabaseCreation
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._opened = None  # (device, inode) of the file the open connection opened; None: in memory
         self._turn = None  # this process's writer lock for the file, while this connection's transaction runs
 
     def get_new_connection(self, conn_params):
+        if not self.is_in_memory_db():
+            conn_params = {**conn_params, "database": _existing_only(str(self.settings_dict["NAME"]))}
         connection = super().get_new_connection(conn_params)
         self._opened = None if self.is_in_memory_db() else _identity(self.settings_dict["NAME"])
         self._lock_timeout = float(conn_params.get("timeout", 5.0))  # sqlite3.connect's default

@@ -60,3 +60,32 @@ def test_a_kept_sqlite_connection_is_given_up_when_its_database_file_is_replaced
     where it must answer that the database is unavailable (queueproject/sqlite3/base.py)."""
     code, out, err = finish(gpuq_python(REPLACED, data_dir=tmp_path))
     assert (code, out.split("\n")) == (0, ["unavailable", "0 False"]), err
+
+
+# The database file moved aside while another connection (another process's) keeps its WAL file open.
+MOVED = (
+    "import django, os, sqlite3; django.setup()\n"
+    "from django.db import OperationalError, close_old_connections, connection\n"
+    "from django.contrib.auth.models import User\n"
+    "from django.core.management import call_command\n"
+    "call_command('migrate', verbosity=0)\n"
+    "path = connection.settings_dict['NAME']\n"
+    "other = sqlite3.connect(path); other.execute('SELECT count(*) FROM auth_user').fetchone()\n"
+    "User.objects.create(username='before')\n"
+    "connection.close(); os.rename(path, path + '.away')\n"
+    "try:\n"
+    "    print(User.objects.count())\n"
+    "except OperationalError as error:\n"
+    "    print('unavailable:', 'its WAL file' in str(error))\n"
+    "print('created' if os.path.exists(path) else 'not created', os.path.exists(path + '-wal'))\n"
+    "close_old_connections(); os.rename(path + '.away', path)\n"
+    "print(User.objects.filter(username='before').count())"
+)
+
+
+def test_a_connection_never_makes_a_new_database_where_the_file_went_away(tmp_path):
+    """SQLite opening a missing database file makes a new, empty one, and reads the old file's WAL (still
+    there, another connection holds it) into it: the web's ticker once read half a database that way in
+    tests/e2e/test_database_away.py. gpuq's backend refuses to open it, names why, and creates nothing."""
+    code, out, err = finish(gpuq_python(MOVED, data_dir=tmp_path))
+    assert (code, out.split("\n")) == (0, ["unavailable: True", "not created True", "1"]), err
