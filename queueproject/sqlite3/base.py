@@ -9,7 +9,8 @@ wrote into the old file. Django's SQLite backend reports every connection usable
 while the file at its path is still the file it opened (the same device and inode), and Django's health
 check (CONN_HEALTH_CHECKS, at each request's and loop's first query) closes it otherwise: the next query
 opens the path anew, or fails with the database unavailable (a 503 from the web). An in-memory database is
-always usable. A connection never creates the database file where one was: while the file is away (its WAL
+always usable. A connection opened while the file was being replaced is refused, since which of the two
+files it has is not known. A connection never creates the database file where one was: while the file is away (its WAL
 file left behind), opening fails instead of making an empty database that would take over that WAL.
 
 It also waits for the write lock itself. Every gpuq transaction on SQLite begins IMMEDIATE (it takes the
@@ -109,11 +110,18 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._turn = None  # this process's writer lock for the file, while this connection's transaction runs
 
     def get_new_connection(self, conn_params):
-        if not self.is_in_memory_db():
-            conn_params = {**conn_params, "database": _existing_only(str(self.settings_dict["NAME"]))}
-        connection = super().get_new_connection(conn_params)
-        self._opened = None if self.is_in_memory_db() else _identity(self.settings_dict["NAME"])
         self._lock_timeout = float(conn_params.get("timeout", 5.0))  # sqlite3.connect's default
+        if self.is_in_memory_db():
+            self._opened = None
+            return super().get_new_connection(conn_params)
+        path = str(self.settings_dict["NAME"])
+        before = _identity(path)
+        connection = super().get_new_connection({**conn_params, "database": _existing_only(path)})
+        self._opened = _identity(path)
+        if before is not None and self._opened != before:
+            # Replaced while it was opened: which file this connection has is not known, so not this one.
+            connection.close()
+            raise OperationalError(f"unable to open database file: {path} was replaced while it was opened")
         return connection
 
     def _start_transaction_under_autocommit(self):

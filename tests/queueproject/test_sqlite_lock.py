@@ -1,5 +1,6 @@
-"""gpuq's SQLite backend waits for the write lock itself, instead of in SQLite's busy handler, whose sleeps
-grow to 100 ms (queueproject/sqlite3/base.py). Runs on any test database: it opens its own SQLite file."""
+"""gpuq's SQLite backend (queueproject/sqlite3/base.py) waits for the write lock itself, instead of in
+SQLite's busy handler, whose sleeps grow to 100 ms, and refuses a database file replaced while it was being
+opened. Runs on any test database: it opens SQLite files of its own."""
 
 import sqlite3
 import threading
@@ -86,3 +87,30 @@ def test_a_transaction_that_never_gets_the_lock_fails_once_the_timeout_has_passe
     assert outcome == {"result": "failed: database is locked", "busy_timeout": 300}
     assert begins(statements) >= 2
     holder.execute("ROLLBACK")
+
+
+def test_a_database_file_replaced_while_it_is_opened_is_not_used(db, tmp_path, monkeypatch):
+    """A restore (a new file renamed over the database) just as a connection opens: the connection may hold
+    the old file while the name is the new one's, so its health check would never notice. It is refused
+    (the next try opens the new file)."""
+    from django.db.backends.sqlite3 import base as django_sqlite
+
+    path, restored = tmp_path / "db.sqlite3", tmp_path / "restored.sqlite3"
+    for name in (path, restored):
+        with sqlite3.connect(name) as setup:
+            setup.execute("CREATE TABLE t (x INTEGER)")
+    opened = django_sqlite.DatabaseWrapper.get_new_connection
+
+    def open_then_restore(self, conn_params):
+        connection = opened(self, conn_params)
+        if restored.exists():
+            restored.rename(path)
+        return connection
+
+    monkeypatch.setattr(django_sqlite.DatabaseWrapper, "get_new_connection", open_then_restore)
+    wrapper = sqlite_wrapper(path, 5.0)
+    with pytest.raises(OperationalError, match="was replaced while it was opened"):
+        wrapper.ensure_connection()
+    wrapper.ensure_connection()  # the next try opens the file that now has the name
+    assert wrapper.is_usable()
+    wrapper.close()
